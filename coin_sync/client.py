@@ -1,0 +1,140 @@
+"""HTTP client of the backend contract (../shared/backend-contract.md).
+
+Each method makes ONE request and either returns the parsed answer or raises a
+classified BackendError; retrying is the caller's policy (coin_sync.retry).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from coin_sync.retry import BackendError, parse_retry_after
+from coin_sync.symbols import parse_symbols_payload
+
+HEALTH_TIMEOUT = 5.0
+CONNECT_TIMEOUT = 10.0
+MESSAGE_LIMIT = 300
+
+
+def make_session(token: str | None, pool_size: int) -> requests.Session:
+    session = requests.Session()
+    # One connection per worker kept alive across syncs; block rather than open
+    # throw-away connections if the pool is ever short.
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), pool_block=True, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = "coin-sync"
+    if token:
+        session.headers["Authorization"] = f"Bearer {token}"
+    return session
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MESSAGE_LIMIT else flat[: MESSAGE_LIMIT - 1] + "…"
+
+
+def error_message(response: requests.Response) -> str:
+    """The backend's own message from either error shape, else a text snippet."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                return f"HTTP {response.status_code}: {_one_line(value)}"
+    snippet = _one_line(response.text or "")
+    if snippet and not snippet.lstrip().startswith("<"):
+        return f"HTTP {response.status_code}: {snippet}"
+    return f"HTTP {response.status_code} {response.reason or ''}".rstrip()
+
+
+class BackendClient:
+    def __init__(self, base_url: str, session: requests.Session, timeout: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = session
+        self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
+
+    def _request(self, method: str, path: str, timeout: tuple[float, float], **kwargs: Any) -> requests.Response:
+        try:
+            return self.session.request(method, self.base_url + path, timeout=timeout, **kwargs)
+        except requests.Timeout as exc:
+            raise BackendError(f"timeout ({type(exc).__name__})", kind="timeout") from None
+        except requests.ConnectionError as exc:
+            raise BackendError(f"error de conexión: {_reason(exc)}", kind="connection") from None
+        except requests.RequestException as exc:
+            raise BackendError(f"error HTTP: {_reason(exc)}", kind="connection") from None
+
+    def _json(self, response: requests.Response, what: str) -> Any:
+        if response.status_code != 200:
+            raise BackendError(
+                error_message(response),
+                kind="http",
+                status=response.status_code,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise BackendError(f"respuesta no JSON de {what}", kind="body", status=200) from None
+
+    def health(self, timeout: float = HEALTH_TIMEOUT) -> tuple[bool, str]:
+        """(healthy, why not). Healthy means 200 and {"status": "healthy"}."""
+        try:
+            response = self._request("GET", "/health", (min(timeout, CONNECT_TIMEOUT), timeout))
+        except BackendError as exc:
+            return False, exc.message
+        if response.status_code != 200:
+            return False, error_message(response)
+        try:
+            body = response.json()
+        except ValueError:
+            return False, "respuesta no JSON de /health"
+        if isinstance(body, dict) and body.get("status") == "healthy":
+            return True, ""
+        return False, f"/health respondió {_one_line(json.dumps(body, ensure_ascii=False))}"
+
+    def list_symbols(self) -> list[str]:
+        response = self._request("GET", "/api/symbols", self.timeout)
+        payload = self._json(response, "/api/symbols")
+        try:
+            return parse_symbols_payload(payload)
+        except ValueError as exc:
+            raise BackendError(f"/api/symbols: {exc}", kind="body", status=200) from None
+
+    def sync(self, symbol: str) -> int:
+        """New records stored for `symbol`."""
+        response = self._request("POST", "/api/sync", self.timeout, json={"symbol": symbol})
+        payload = self._json(response, "/api/sync")
+        if not isinstance(payload, dict):
+            raise BackendError("respuesta inesperada de /api/sync", kind="body", status=200)
+        if payload.get("success") is False:
+            message = payload.get("message") or payload.get("error") or "success=false"
+            raise BackendError(f"success=false: {_one_line(str(message))}", kind="body", status=200)
+        new_records = payload.get("new_records")
+        if isinstance(new_records, bool) or not isinstance(new_records, int) or new_records < 0:
+            raise BackendError("respuesta de /api/sync sin 'new_records' válido", kind="body", status=200)
+        return new_records
+
+
+def _reason(exc: BaseException) -> str:
+    # requests wraps urllib3 wraps the socket error; the innermost OS error says it
+    # best ("Connection refused") without the URL repeated three times.
+    stack: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
+        stack.extend(item for item in linked if isinstance(item, BaseException))
+    return _one_line(str(exc)) or type(exc).__name__

@@ -1,0 +1,89 @@
+"""Pure symbol policy: parsing the backend's list, normalising names, sharding."""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+MAX_SYMBOL_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class Rejected:
+    raw: str
+    reason: str
+
+    @property
+    def shown(self) -> str:
+        # repr() escapes newlines and control characters but keeps printable
+        # non-ASCII (Binance lists names such as 币安人生USDT), so a bad name can never
+        # forge a log line.
+        return repr(self.raw)
+
+
+def parse_symbols_payload(payload: Any) -> list[str]:
+    """Symbol names from GET /api/symbols, in either shape the contract allows.
+
+    Raises ValueError when the payload is neither shape.
+    """
+    if isinstance(payload, list):
+        items: list[Any] = payload
+    elif isinstance(payload, dict) and isinstance(payload.get("symbols"), list):
+        if payload.get("success") is False:
+            raise ValueError("el backend respondió success=false")
+        items = payload["symbols"]
+    else:
+        raise ValueError("la respuesta no es una lista de símbolos")
+    names: list[str] = []
+    for item in items:
+        if isinstance(item, str):
+            names.append(item)
+        elif isinstance(item, dict) and isinstance(item.get("symbol"), str):
+            names.append(item["symbol"])
+        else:
+            raise ValueError(f"elemento inesperado en la lista de símbolos: {str(item)[:60]!r}")
+    return names
+
+
+def _rejection(name: str) -> str | None:
+    if not name:
+        return "vacío"
+    if len(name) > MAX_SYMBOL_LENGTH:
+        return f"más de {MAX_SYMBOL_LENGTH} caracteres"
+    for char in name:
+        if char.isspace():
+            return "contiene espacios"
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
+            return "contiene caracteres de control"
+    return None
+
+
+def normalise_symbols(raw: Iterable[str]) -> tuple[list[str], list[Rejected]]:
+    """Strip, upper-case, drop duplicates keeping the first order; reject bad names."""
+    kept: list[str] = []
+    seen: set[str] = set()
+    rejected: list[Rejected] = []
+    for original in raw:
+        name = original.strip().upper()
+        reason = _rejection(name)
+        if reason is not None:
+            rejected.append(Rejected(original, reason))
+        elif name not in seen:
+            seen.add(name)
+            kept.append(name)
+    return kept, rejected
+
+
+def shard_of(symbol: str, shard_count: int) -> int:
+    """Stable across processes, machines and Python versions (unlike hash())."""
+    digest = hashlib.sha256(symbol.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shard_count
+
+
+def select_shard(symbols: Iterable[str], shard_index: int, shard_count: int) -> list[str]:
+    if shard_count == 1:
+        return list(symbols)
+    return [s for s in symbols if shard_of(s, shard_count) == shard_index]

@@ -1,0 +1,108 @@
+"""The command line surface: help, usage errors, bad config, check, symbols."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coin_sync.config import FIELDS
+from fake_backend import FakeBackend, error500
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_help_documents_every_option_and_exit_code(run_cli) -> None:  # type: ignore[no-untyped-def]
+    for args in (("--help",), ("run", "--help")):
+        run = run_cli(*args)
+        assert run.code == 0
+        for f in FIELDS:
+            assert f.flag in run.stdout
+        for code in ("0 ", "1 ", "2 ", "3 ", "130", "143"):
+            assert f"\n  {code}" in run.stdout
+        assert "--config" in run.stdout
+
+
+def test_unknown_flag_is_a_usage_error(run_cli) -> None:  # type: ignore[no-untyped-def]
+    run = run_cli("--bogus")
+    assert run.code == 2 and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"HTTP_TIMEOUT": "0"}, "HTTP_TIMEOUT"),
+        ({"MAX_RETRIES": "lots"}, "MAX_RETRIES"),
+        ({"BACKEND_URL": "ftp://x"}, "BACKEND_URL"),
+        ({"LOG_LEVEL": "CHATTY"}, "LOG_LEVEL"),
+        ({"CONFIG_FILE": "/nonexistent.yaml"}, "CONFIG_FILE"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(run_cli, env: dict[str, str], named: str) -> None:  # type: ignore[no-untyped-def]
+    run = run_cli(**env)
+    assert run.code == 2
+    assert run.stderr.strip().count("\n") == 0 and named in run.stderr
+    assert "Traceback" not in run.stderr and not run.stdout
+
+
+def test_malformed_yaml_and_unknown_key(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("HTTP_TIMEOUT: [\n")
+    assert run_cli("--config", str(bad)).code == 2
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("MAX_RETRYS: 2\n")
+    run = run_cli("run", "--config", str(typo))
+    assert run.code == 2 and "MAX_RETRYS" in run.stderr
+
+
+def test_flags_before_or_after_the_command(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    fake_backend.script("BTCUSDT", error500("x"))
+    for args in (("--max-retries", "1", "run"), ("run", "--max-retries", "1"), ("--max-retries", "1")):
+        fake_backend.reset_records()
+        assert run_cli(*args, BACKEND_URL=fake_backend.url).code == 1
+        assert len(fake_backend.sync_calls("BTCUSDT")) == 2
+
+
+def test_flag_beats_env(fake_backend: FakeBackend, run_cli, free_port: int) -> None:  # type: ignore[no-untyped-def]
+    run = run_cli("--backend-url", fake_backend.url, BACKEND_URL=f"http://127.0.0.1:{free_port}")
+    assert run.code == 0
+
+
+def test_check(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli("check", BACKEND_URL=fake_backend.url).code == 0
+    assert not fake_backend.sync_calls()
+    fake_backend.set_healthy(False)
+    run = run_cli("check", BACKEND_URL=fake_backend.url, BACKEND_WAIT_SECONDS="0")
+    assert run.code == 3 and run.lines("El backend no está disponible")
+
+
+def test_symbols_prints_this_shard_and_syncs_nothing(run_cli) -> None:  # type: ignore[no-untyped-def]
+    with FakeBackend(symbols=30) as backend:
+        shards = []
+        for index in range(2):
+            run = run_cli("symbols", BACKEND_URL=backend.url, SHARD_COUNT="2", SHARD_INDEX=str(index))
+            assert run.code == 0
+            shards.append(run.stdout.split())
+        assert sorted(shards[0] + shards[1]) == sorted(backend.symbols)
+        assert not backend.sync_calls()
+    run = run_cli("symbols", SYMBOLS_TO_SYNC="ethusdt, btcusdt,ETHUSDT", BACKEND_URL="http://127.0.0.1:9")
+    assert run.code == 0 and run.stdout == "ETHUSDT\nBTCUSDT\n"
+
+
+def test_symbols_unusable_list_exits_3(free_port: int, run_cli) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli("symbols", BACKEND_URL=f"http://127.0.0.1:{free_port}", MAX_RETRIES="0").code == 3
+
+
+def test_a_pass_outside_a_cluster_never_imports_kubernetes(fake_backend: FakeBackend, base_env: dict[str, str]) -> None:
+    code = (
+        "import sys; from coin_sync.cli import main; rc = main(['run']);"
+        "print('KUBERNETES_IMPORTED' if 'kubernetes' in sys.modules else 'CLEAN'); sys.exit(rc)"
+    )
+    env = {**base_env, "BACKEND_URL": fake_backend.url, "K8S_INTEGRATION": "auto", "SYMBOLS_TO_SYNC": "BTCUSDT"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().endswith("CLEAN")

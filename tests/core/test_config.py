@@ -1,0 +1,148 @@
+"""Settings: defaults, precedence, validation, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from coin_sync.config import FIELDS, ConfigError, Settings, load_settings, redact_url
+
+
+def test_seed_names_and_defaults_are_kept() -> None:
+    s = load_settings({}, {})
+    assert (s.backend_url, s.sync_interval_seconds, s.log_level, s.log_dir) == (
+        "http://backend:8888",
+        60,
+        "INFO",
+        Path("/logs"),
+    )
+    assert (s.http_timeout, s.max_retries, s.retry_delay_seconds, s.symbols_to_sync) == (300, 3, 10, ())
+    assert (s.sync_concurrency, s.backend_wait_seconds, s.retry_max_delay_seconds) == (8, 60, 60)
+    assert (s.pass_deadline_seconds, s.shutdown_grace_seconds, s.shard_count, s.shard_index) == (0, 20, 1, 0)
+    assert (s.summary_file, s.log_format, s.sync_pass_number, s.backend_token) == (None, "text", 1, None)
+
+
+def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("HTTP_TIMEOUT: 120\nMAX_RETRIES: 5\nLOG_LEVEL: debug\nSYMBOLS_TO_SYNC: [btcusdt, ETHUSDT]\n")
+    env = {"CONFIG_FILE": str(config), "MAX_RETRIES": "7", "LOG_LEVEL": "WARNING"}
+    s = load_settings({"LOG_LEVEL": "ERROR"}, env)
+    assert s.http_timeout == 120  # file over default
+    assert s.max_retries == 7  # env over file
+    assert s.log_level == "ERROR"  # flag over env
+    assert s.symbols_to_sync == ("btcusdt", "ETHUSDT")
+    assert s.retry_delay_seconds == 10  # default where nobody says otherwise
+
+
+def test_config_flag_beats_config_env(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("MAX_RETRIES: 1\n")
+    b.write_text("MAX_RETRIES: 2\n")
+    assert load_settings({"CONFIG_FILE": str(b)}, {"CONFIG_FILE": str(a)}).max_retries == 2
+
+
+def test_empty_env_value_counts_as_unset() -> None:
+    assert load_settings({}, {"HTTP_TIMEOUT": "", "SYMBOLS_TO_SYNC": " "}).http_timeout == 300
+
+
+def test_floats_and_zero_delay_allowed() -> None:
+    s = load_settings({}, {"RETRY_DELAY_SECONDS": "0", "HTTP_TIMEOUT": "0.5"})
+    assert (s.retry_delay_seconds, s.http_timeout) == (0, 0.5)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"HTTP_TIMEOUT": "abc"}, "HTTP_TIMEOUT"),
+        ({"HTTP_TIMEOUT": "0"}, "HTTP_TIMEOUT"),
+        ({"HTTP_TIMEOUT": "nan"}, "HTTP_TIMEOUT"),
+        ({"MAX_RETRIES": "-1"}, "MAX_RETRIES"),
+        ({"MAX_RETRIES": "2.5"}, "MAX_RETRIES"),
+        ({"RETRY_DELAY_SECONDS": "-0.1"}, "RETRY_DELAY_SECONDS"),
+        ({"SYNC_CONCURRENCY": "0"}, "SYNC_CONCURRENCY"),
+        ({"BACKEND_URL": "ftp://backend"}, "BACKEND_URL"),
+        ({"BACKEND_URL": "backend:8888"}, "BACKEND_URL"),
+        ({"BACKEND_URL": "http://backend:port"}, "BACKEND_URL"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT"),
+        ({"SHARD_COUNT": "2", "SHARD_INDEX": "2"}, "SHARD_INDEX"),
+        ({"K8S_LOCK_REQUIRED": "maybe"}, "K8S_LOCK_REQUIRED"),
+        ({"SYNC_INTERVAL_SECONDS": "0"}, "SYNC_INTERVAL_SECONDS"),
+    ],
+)
+def test_bad_values_name_the_setting(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, env)
+    message = str(err.value)
+    assert message.startswith(named + ":")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        ("HTTP_TIMEOUT: [1, 2\n", "YAML inválido"),
+        ("- just\n- a list\n", "mapa"),
+        ("HTTP_TIMEUOT: 5\n", "clave desconocida 'HTTP_TIMEUOT'"),
+        ("HTTP_TIMEOUT: {a: 1}\n", "HTTP_TIMEOUT"),
+        ("MAX_RETRIES: many\n", "MAX_RETRIES"),
+    ],
+)
+def test_bad_config_file(tmp_path: Path, content: str, fragment: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=fragment):
+        load_settings({}, {"CONFIG_FILE": str(path)})
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CONFIG_FILE: no se puede leer"):
+        load_settings({"CONFIG_FILE": str(tmp_path / "missing.yaml")}, {})
+
+
+def test_shard_index_from_job_completion_index() -> None:
+    s = load_settings({}, {"SHARD_COUNT": "4", "JOB_COMPLETION_INDEX": "3"})
+    assert (s.shard_count, s.shard_index) == (4, 3)
+    assert load_settings({}, {"SHARD_COUNT": "4", "JOB_COMPLETION_INDEX": "3", "SHARD_INDEX": "1"}).shard_index == 1
+
+
+def test_token_file_is_read_and_token_never_shown(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cr3t-token\n")
+    s = load_settings({}, {"BACKEND_TOKEN_FILE": str(token_file)})
+    assert s.backend_token == "s3cr3t-token"
+    assert "s3cr3t" not in repr(s)
+    assert "s3cr3t" not in str(s.describe())
+    assert ("BACKEND_TOKEN", "****") in s.describe()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"BACKEND_TOKEN_FILE": "/nonexistent/token"},
+        {"BACKEND_TOKEN": "a", "BACKEND_TOKEN_FILE": "/etc/hostname"},
+    ],
+)
+def test_token_file_errors(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="BACKEND_TOKEN_FILE"):
+        load_settings({}, env)
+
+
+def test_bad_token_value_is_not_echoed() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings({}, {"BACKEND_TOKEN": "abc\ndef"})
+    assert "abc" not in str(err.value)
+
+
+def test_url_credentials_are_masked() -> None:
+    assert redact_url("http://user:pw@backend:8888") == "http://****@backend:8888"
+    s = load_settings({}, {"BACKEND_URL": "https://user:pw@backend/api/"})
+    assert dict(s.describe())["BACKEND_URL"] == "https://****@backend/api"
+
+
+def test_every_field_is_a_settings_attribute_and_a_flag() -> None:
+    attrs = set(Settings.__dataclass_fields__)
+    for f in FIELDS:
+        assert f.attr in attrs
+        assert f.flag == "--" + f.env.lower().replace("_", "-")

@@ -1,0 +1,84 @@
+"""The log contract the users' grep monitoring depends on."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import date
+from pathlib import Path
+
+from coin_sync.logs import DatedFileHandler
+from fake_backend import FakeBackend, error400
+
+LINE = re.compile(
+    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} - coin_sync - (DEBUG|INFO|WARNING|ERROR|CRITICAL) - "
+    r"\[[\w.]+\.py:\d+\] - .*$"
+)
+
+
+def test_every_line_has_the_seed_format_on_stdout_and_in_files(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    fake_backend.script("ETHUSDT", error400("nope"))
+    run = run_cli(BACKEND_URL=fake_backend.url)
+    assert run.code == 1
+    today = date.today().isoformat()
+    files = run.log_files()
+    assert set(files) == {f"coin_sync_{today}.txt", f"coin_sync_errors_{today}.txt"}
+    for text in [run.stdout, *files.values()]:
+        lines = text.splitlines()
+        assert lines and all(LINE.match(line) for line in lines), [line for line in lines if not LINE.match(line)]
+    assert files[f"coin_sync_{today}.txt"].splitlines() == run.stdout.splitlines()
+    errors = files[f"coin_sync_errors_{today}.txt"].splitlines()
+    assert errors and all(" - ERROR - " in line for line in errors)
+    assert any("✗ ETHUSDT" in line for line in errors)
+
+
+def test_log_level_filters(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    run = run_cli(BACKEND_URL=fake_backend.url, LOG_LEVEL="WARNING")
+    assert run.code == 0
+    assert not run.lines("sincronizado:")
+
+
+def test_unwritable_log_dir_warns_once_and_carries_on(fake_backend: FakeBackend, run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    run = run_cli(BACKEND_URL=fake_backend.url, LOG_DIR=str(blocker / "logs"))
+    assert run.code == 0
+    assert run.stderr.count("AVISO") == 1 and "LOG_DIR" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.lines("FIN DE SINCRONIZACIÓN #1")
+
+
+def test_json_stdout_keeps_text_files(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    run = run_cli(BACKEND_URL=fake_backend.url, LOG_FORMAT="json", SYNC_PASS_NUMBER="7")
+    assert run.code == 0
+    entries = [json.loads(line) for line in run.stdout.splitlines()]
+    assert {"time", "level", "logger", "message", "file", "line"} <= set(entries[0])
+    assert any(e["message"] == "INICIO DE SINCRONIZACIÓN #7" for e in entries)
+    (main_file,) = [t for name, t in run.log_files().items() if "errors" not in name]
+    assert all(LINE.match(line) for line in main_file.splitlines())
+
+
+class _Clock:
+    day = date(2026, 1, 31)
+
+    @classmethod
+    def today(cls) -> date:
+        return cls.day
+
+
+def test_dated_file_switches_at_midnight(tmp_path: Path) -> None:
+    handler = DatedFileHandler(tmp_path, "coin_sync_", today=_Clock)  # type: ignore[arg-type]
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("test-dated")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.warning("before midnight")
+        _Clock.day = date(2026, 2, 1)
+        log.warning("after midnight")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    assert (tmp_path / "coin_sync_2026-01-31.txt").read_text() == "before midnight\n"
+    assert (tmp_path / "coin_sync_2026-02-01.txt").read_text() == "after midnight\n"

@@ -1,0 +1,501 @@
+"""HTTP test double of the market-data backend that coin-sync drives (backend-contract.md).
+
+Standard library only, so the tests and the README's first command need nothing extra.
+Tests script answers per symbol (ok, 400 in both shapes, 500, proxy 502/503/504, 429 with
+Retry-After, hangs, bad JSON), take health down, refuse connections or let the backend die
+after N syncs; every request is recorded (headers, body, timings) with the peak of syncs in
+flight, overall and per symbol (a symbol must never be synced twice at once).
+
+Standalone:  python tests/fake_backend.py --port 8888 --symbols 50
+Wrapping:    python tests/fake_backend.py --symbols 50 -- .venv/bin/coin-sync
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+from typing import Any, Self
+from urllib.parse import unquote
+
+Headers = tuple[tuple[str, str], ...]
+Reply = tuple[int, bytes, str, Headers]  # status, body, content type, extra headers
+
+JSON = "application/json"
+FIRST_RECORD = datetime(2025, 6, 1, tzinfo=UTC)
+MISSING_SYMBOL = "El parámetro 'symbol' es requerido"
+HEALTHY = {"status": "healthy", "service": "binance-backend", "database": "connected"}
+UNHEALTHY = {"status": "unhealthy", "service": "binance-backend", "database": "disconnected",
+             "error": "No se puede conectar a MongoDB"}
+REAL_SYMBOLS = (
+    "BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "TRXUSDT",
+    "AVAXUSDT", "DOTUSDT", "LINKUSDT", "LTCUSDT", "BCHUSDT", "ATOMUSDT", "UNIUSDT", "XLMUSDT",
+    "ETCUSDT", "FILUSDT", "NEARUSDT", "APTUSDT", "ARBUSDT", "OPUSDT", "SUIUSDT", "PEPEUSDT",
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One scripted answer. kind "ok" = the endpoint's normal answer; "raw" = as given."""
+
+    kind: str = "ok"
+    status: int = 200
+    body: bytes = b""
+    content_type: str = JSON
+    headers: Headers = ()
+    delay: float = 0.0
+    new_records: int | None = None
+
+
+def _raw(code: int, payload: Any, delay: float, headers: Headers = ()) -> Answer:
+    return Answer("raw", code, json.dumps(payload).encode(), JSON, headers, delay)
+
+
+def ok(new_records: int | None = None, *, delay: float = 0.0) -> Answer:
+    return Answer(delay=delay, new_records=new_records)
+
+
+def error400(message: str | None = None, shape: str = "running", *, delay: float = 0.0) -> Answer:
+    if shape == "docs":
+        return _raw(400, {"success": False, "error": message or "Symbol is required"}, delay)
+    if shape != "running":
+        raise ValueError(f"unknown 400 shape: {shape!r}")
+    return _raw(400, {"error": True, "message": message or MISSING_SYMBOL}, delay)
+
+
+def error500(message: str = "Binance rate limit", *, delay: float = 0.0) -> Answer:
+    return _raw(500, {"error": True, "message": message}, delay)
+
+
+def status(code: int, body: str = "<html>Bad Gateway</html>", content_type: str = "text/html",
+           headers: dict[str, str] | None = None, *, delay: float = 0.0) -> Answer:
+    """A proxy/gateway style answer (502/503/504...), by default not JSON."""
+    return Answer("raw", code, body.encode(), content_type, tuple((headers or {}).items()), delay)
+
+
+def rate_limited(retry_after: str = "1", *, delay: float = 0.0) -> Answer:
+    """429; retry_after may be seconds ("2") or an HTTP date."""
+    return status(429, "<html>Too Many Requests</html>", headers={"Retry-After": retry_after}, delay=delay)
+
+
+def hang(seconds: float, *, delay: float = 0.0) -> Answer:
+    """Sleep, then answer normally: for client read timeouts."""
+    return ok(delay=seconds + delay)
+
+
+def bad_json(*, delay: float = 0.0) -> Answer:
+    return Answer("raw", 200, b"<html>not json{", JSON, (), delay)
+
+
+def wrong_json(payload: Any = None, *, delay: float = 0.0) -> Answer:
+    return _raw(200, {"unexpected": 1} if payload is None else payload, delay)
+
+
+@dataclass
+class Call:
+    """One request as the backend saw it; finished/status stay None while in flight."""
+
+    method: str
+    path: str
+    symbol: str | None
+    headers: dict[str, str]
+    body: bytes
+    started: float
+    finished: float | None = None
+    status: int | None = None
+
+    def header(self, name: str) -> str | None:
+        """Case-insensitive header lookup (clients differ in capitalisation)."""
+        lowered = name.lower()
+        return next((v for k, v in self.headers.items() if k.lower() == lowered), None)
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished is None else self.finished - self.started
+
+
+def generate_symbols(n: int) -> list[str]:
+    """Real names first (they read well in logs), then unique synthetic ones."""
+    return [REAL_SYMBOLS[i] if i < len(REAL_SYMBOLS) else f"C{i:04d}USDT" for i in range(n)]
+
+
+def _crc(symbol: str) -> int:
+    # crc32, not hash(): the backlog of a symbol must be the same in every process.
+    return zlib.crc32(symbol.encode())
+
+
+def _next(answers: list[Answer] | None) -> Answer | None:
+    """Consume scripted answers in order; the last one stays forever."""
+    return (answers.pop(0) if len(answers) > 1 else answers[0]) if answers else None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a hung handler must never block stop()
+    request_queue_size = 128  # bursts of new connections from a wide pool
+    allow_reuse_address = True  # accept_connections() rebinds the same port at once
+
+    def __init__(self, address: tuple[str, int], backend: FakeBackend) -> None:
+        self.backend = backend
+        self.live: set[socket.socket] = set()
+        self.live_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        # Without this, Nagle + the client's delayed ACK add ~40 ms to small answers.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.live_lock:
+            self.live.add(sock)
+            self.backend.connections_opened += 1
+        return sock, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.live_lock:
+            self.live.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that vanish, and connections we cut on purpose, are not bugs.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+    def drop_connections(self, keep: socket.socket | None = None) -> None:
+        with self.live_lock:
+            doomed = [s for s in self.live if s is not keep]
+        for sock in doomed:
+            with contextlib.suppress(OSError):  # shutdown, not close: wakes a blocked recv()
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 64 * 1024  # one send() per answer: headers and body leave together
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # stderr writes per request would cost throughput and clutter pytest output
+
+    def do_GET(self) -> None:
+        backend, method = self.server.backend, self.command
+        length = self.headers.get("Content-Length", "")
+        body = self.rfile.read(int(length)) if length.isdigit() else b""  # bad length: no body
+        path = unquote(self.path.split("?", 1)[0])
+        call = backend._record(method, path, dict(self.headers.items()), body)
+        close = False
+        try:
+            reply: Reply | None
+            if path == "/api/sync" and method == "POST":
+                reply = backend._sync(call)
+                verdict = backend._may_answer_sync(self.connection)
+                reply, close = (None, True) if verdict == "drop" else (reply, verdict == "close")
+            else:
+                reply = backend._route(method, path)
+            if reply is None:  # the backend "died": leave without a word
+                self.close_connection = True
+                return
+            call.status = reply[0]
+            self.send_response_only(reply[0])  # no Date/Server: nobody reads them
+            self.send_header("Content-Type", reply[2])
+            self.send_header("Content-Length", str(len(reply[1])))
+            for name, value in reply[3]:
+                self.send_header(name, value)
+            if close:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(reply[1])
+        finally:
+            call.finished = time.monotonic()
+
+    do_POST = do_GET
+
+
+class FakeBackend:
+    """The backend double. Scripting and records are thread-safe while it runs."""
+
+    def __init__(self, symbols: int | list[str] = 3, *, latency: float = 0.0,
+                 host: str = "127.0.0.1", port: int = 0, symbols_shape: str = "objects") -> None:
+        self.symbols: list[str] = generate_symbols(symbols) if isinstance(symbols, int) else list(symbols)
+        if symbols_shape not in ("objects", "strings"):
+            raise ValueError(f"symbols_shape must be 'objects' or 'strings', not {symbols_shape!r}")
+        self.latency, self.host, self.symbols_shape, self.port = latency, host, symbols_shape, port
+        self._lock = threading.Lock()  # scripts, records, simulated database
+        self._life = threading.Lock()  # start/stop; never taken while holding _lock
+        self._server: _Server | None = None
+        self._dead = False  # set while down: in-flight syncs then vanish without an answer
+        self._scripts: dict[str, list[Answer]] = {}
+        self._symbols_script: list[Answer] = []
+        self._health_script: list[Answer] = []
+        self._healthy, self._unhealthy_until = True, 0.0
+        self._die_after: int | None = None
+        self._answered = self._in_flight = 0
+        self._syncs: dict[str, int] = {}  # the simulated database: syncs and totals per symbol
+        self._totals: dict[str, int] = {}
+        self._in_flight_by_symbol: dict[str, int] = {}
+        self.calls: list[Call] = []
+        self.peak_in_flight = 0
+        self.in_flight_by_symbol_peak: dict[str, int] = {}
+        self.connections_opened = 0  # TCP connections accepted: proves clients keep them alive
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> Self:
+        with self._life:
+            if self._server is None:
+                server = _Server((self.host, self.port), self)
+                self.port = server.server_address[1]  # keep it: restarts reuse this port
+                self._server, self._dead = server, False
+                # A short poll keeps refuse_connections()/stop() snappy.
+                threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
+                                 name=f"fake-backend-{self.port}", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._go_down()
+
+    def refuse_connections(self) -> None:
+        """Close the listener and every connection; new ones get 'connection refused'."""
+        self._go_down()
+
+    def accept_connections(self) -> None:
+        self.start()
+
+    def _go_down(self, keep: socket.socket | None = None) -> None:
+        with self._life:
+            server, self._server = self._server, None
+            if server is None:
+                return
+            self._dead = True
+            server.shutdown()
+            server.server_close()
+            server.drop_connections(keep)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def script(self, symbol: str, *answers: Answer) -> None:
+        """Answers for POST /api/sync of symbol, in order; the last repeats. None = clear."""
+        with self._lock:
+            if answers:
+                self._scripts[symbol] = list(answers)
+            else:
+                self._scripts.pop(symbol, None)
+
+    def script_symbols(self, *answers: Answer) -> None:
+        with self._lock:
+            self._symbols_script = list(answers)
+
+    def health_answers(self, *answers: Answer) -> None:
+        with self._lock:
+            self._health_script = list(answers)
+
+    def set_healthy(self, healthy: bool) -> None:
+        with self._lock:
+            self._healthy, self._unhealthy_until, self._health_script = healthy, 0.0, []
+
+    def unhealthy_for(self, seconds: float) -> None:
+        with self._lock:
+            self._healthy, self._health_script = True, []
+            self._unhealthy_until = time.monotonic() + seconds
+
+    def die_after_syncs(self, n: int) -> None:
+        with self._lock:
+            self._die_after, self._answered = n, 0
+        if n <= 0:
+            self._go_down()
+
+    def sync_calls(self, symbol: str | None = None) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls
+                    if c.method == "POST" and c.path == "/api/sync" and symbol in (None, c.symbol)]
+
+    def reset_records(self) -> None:
+        with self._lock:
+            self.calls = []
+            self.peak_in_flight = self._in_flight
+            self.in_flight_by_symbol_peak = {s: n for s, n in self._in_flight_by_symbol.items() if n}
+            self.connections_opened = 0
+
+    def stats(self, symbol: str) -> dict[str, Any]:
+        """What the simulated database holds for symbol (same fields as the backend)."""
+        with self._lock:
+            return self._stats(symbol)
+
+    # Request handling, called from the handler threads.
+    def _record(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Call:
+        call = Call(method, path, None, headers, body, time.monotonic())
+        with self._lock:
+            self.calls.append(call)
+        return call
+
+    def _stats(self, symbol: str) -> dict[str, Any]:  # caller holds _lock
+        crc = _crc(symbol)
+        total = self._totals.get(symbol, 200_000 + crc % 50_000)
+        return {"symbol": symbol, "total_records": total,
+                "first_record": FIRST_RECORD.isoformat(),
+                "last_record": (FIRST_RECORD + timedelta(minutes=total - 1)).isoformat(),
+                "last_price": round(0.05 + (crc % 9_000_000) / 97.0, 4)}
+
+    def _sync(self, call: Call) -> Reply:
+        try:
+            data = json.loads(call.body)
+        except ValueError:  # includes UnicodeDecodeError
+            data = None
+        symbol = data.get("symbol") if isinstance(data, dict) else None
+        if not isinstance(symbol, str) or not symbol.strip():
+            if self.latency > 0:
+                time.sleep(self.latency)
+            return 400, json.dumps({"error": True, "message": MISSING_SYMBOL}).encode(), JSON, ()
+        call.symbol = symbol
+        with self._lock:
+            answer = _next(self._scripts.get(symbol)) or Answer()
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            mine = self._in_flight_by_symbol[symbol] = self._in_flight_by_symbol.get(symbol, 0) + 1
+            if mine > self.in_flight_by_symbol_peak.get(symbol, 0):
+                self.in_flight_by_symbol_peak[symbol] = mine
+        try:
+            wait = self.latency + answer.delay
+            if wait > 0:
+                time.sleep(wait)
+            if answer.kind != "ok":
+                return answer.status, answer.body, answer.content_type, answer.headers
+            with self._lock:
+                done = self._syncs.get(symbol, 0)
+                self._syncs[symbol] = done + 1
+                crc = _crc(symbol)
+                new = answer.new_records
+                if new is None:  # first sync: a stable backlog; later: the minute or two since
+                    new = 1 + crc % 500 if done == 0 else (crc + done) % 2
+                self._totals[symbol] = self._stats(symbol)["total_records"] + new
+                stats = self._stats(symbol)
+            payload = {"success": True, "symbol": symbol, "new_records": new, "statistics": stats}
+            return 200, json.dumps(payload).encode(), JSON, ()
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                self._in_flight_by_symbol[symbol] -= 1
+
+    def _may_answer_sync(self, conn: socket.socket) -> str:
+        """Returns keep, close (this answer kills the backend) or drop (already dead)."""
+        with self._lock:
+            if self._dead:
+                return "drop"
+            if self._die_after is None:
+                return "keep"
+            self._answered += 1
+            if self._answered < self._die_after:
+                return "keep"
+            self._die_after, self._dead = None, True
+        # Go down BEFORE answering, so the client's very next request is refused.
+        self._go_down(keep=conn)
+        return "close"
+
+    def _route(self, method: str, path: str) -> Reply:
+        with self._lock:
+            script = {"/health": self._health_script, "/api/symbols": self._symbols_script}.get(path)
+            answer = _next(script) if method == "GET" else None
+            # A scripted ok() on /health means healthy whatever the flags say.
+            healthy = answer is not None or (self._healthy and time.monotonic() >= self._unhealthy_until)
+        if answer is not None:
+            time.sleep(answer.delay)
+            if answer.kind != "ok":
+                return answer.status, answer.body, answer.content_type, answer.headers
+        code, payload = self._payload(method, path, healthy)
+        return code, json.dumps(payload).encode(), JSON, ()
+
+    def _payload(self, method: str, path: str, healthy: bool) -> tuple[int, Any]:
+        symbol = path.removeprefix("/api/stats/")
+        if method == "GET" and path == "/health":
+            return (200, HEALTHY) if healthy else (503, UNHEALTHY)
+        if method == "GET" and path == "/api/symbols":
+            if self.symbols_shape == "strings":
+                return 200, list(self.symbols)
+            with self._lock:
+                rows = [self._stats(s) for s in list(self.symbols)]
+            return 200, {"success": True, "count": len(rows), "symbols": rows}
+        if method == "GET" and symbol != path:
+            with self._lock:
+                if symbol in self._syncs or symbol in self.symbols:
+                    return 200, {"success": True, "statistics": self._stats(symbol)}
+            return 404, {"error": True, "message": f"No hay datos para {symbol}"}
+        return 404, {"error": True, "message": f"Ruta no encontrada: {path}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    cut = args.index("--") if "--" in args else len(args)
+    args, cmd, wrapping = args[:cut], args[cut + 1:], cut < len(args)
+    parser = argparse.ArgumentParser(
+        description="Backend falso de coin-sync. Con '-- CMD ...' ejecuta CMD con "
+                    "BACKEND_URL apuntando a él y sale con su código.")
+    parser.add_argument("--port", type=int, default=None, help="puerto (8888; con '--', uno libre cualquiera)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--symbols", type=int, default=3, help="cuántos símbolos lista (hasta 5000)")
+    parser.add_argument("--latency", type=float, default=0.0, help="segundos por cada /api/sync")
+    parser.add_argument("--list-shape", choices=("objects", "strings"), default="objects")
+    opts = parser.parse_args(args)
+    if wrapping and not cmd:
+        parser.error("falta el comando tras '--'")
+    if opts.symbols < 0 or opts.latency < 0:
+        parser.error("--symbols y --latency no pueden ser negativos")
+    port = opts.port if opts.port is not None else (0 if wrapping else 8888)
+    backend = FakeBackend(opts.symbols, latency=opts.latency, host=opts.host, port=port, symbols_shape=opts.list_shape)
+    try:
+        backend.start()
+    except OSError as exc:
+        print(f"No se pudo escuchar en {opts.host}:{port}: {exc}", file=sys.stderr)
+        return 1
+    stopping = threading.Event()
+    child: subprocess.Popen[bytes] | None = None
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if not cmd:
+            print(f"Backend falso escuchando en {backend.url} ({len(backend.symbols)} símbolos, "
+                  f"latencia {opts.latency} s). Ctrl+C para detenerlo.", flush=True)
+            while not stopping.wait(1.0):
+                pass
+            return 0
+        env = dict(os.environ, BACKEND_URL=backend.url)
+        env.setdefault("LOG_DIR", "./logs")
+        print(f"Backend falso en {backend.url}; ejecutando: {shlex.join(cmd)}", file=sys.stderr, flush=True)
+        try:
+            # Own process group: a terminal Ctrl+C reaches the child once (from us), not twice.
+            child = subprocess.Popen(cmd, env=env, process_group=0)
+        except OSError as exc:
+            print(f"No se pudo ejecutar {cmd[0]}: {exc}", file=sys.stderr)
+            return 127
+        if stopping.is_set():
+            child.terminate()
+        code = child.wait()
+        return code if code >= 0 else 128 - code
+    finally:
+        backend.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

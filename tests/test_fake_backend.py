@@ -1,0 +1,208 @@
+"""Quick checks of the fake backend itself: the other suites trust it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from fake_backend import (
+    FakeBackend,
+    bad_json,
+    error400,
+    error500,
+    generate_symbols,
+    hang,
+    ok,
+    rate_limited,
+    status,
+    wrong_json,
+)
+
+SCRIPT = str(Path(__file__).resolve().parent / "fake_backend.py")
+
+
+def sync(backend: FakeBackend, symbol: str, session: requests.Session | None = None,
+         timeout: float = 5) -> requests.Response:
+    return (session or requests).post(f"{backend.url}/api/sync", json={"symbol": symbol},
+                                      timeout=timeout)
+
+
+def test_health_down_for_a_while_then_up(fake_backend: FakeBackend) -> None:
+    fake_backend.unhealthy_for(0.3)
+    down = requests.get(f"{fake_backend.url}/health", timeout=5)
+    assert down.status_code == 503 and down.json()["status"] == "unhealthy"
+    time.sleep(0.35)
+    up = requests.get(f"{fake_backend.url}/health", timeout=5)
+    assert up.status_code == 200 and up.json()["status"] == "healthy"
+    fake_backend.set_healthy(False)
+    assert requests.get(f"{fake_backend.url}/health", timeout=5).status_code == 503
+    fake_backend.health_answers(wrong_json(), ok())
+    bodies = [requests.get(f"{fake_backend.url}/health", timeout=5).json() for _ in range(3)]
+    assert bodies[0] == {"unexpected": 1} and bodies[2]["status"] == "healthy"
+
+
+def test_symbols_both_shapes(fake_backend: FakeBackend) -> None:
+    body = requests.get(f"{fake_backend.url}/api/symbols", timeout=5).json()
+    assert body["success"] is True and body["count"] == 3
+    assert [s["symbol"] for s in body["symbols"]] == ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
+    assert {"total_records", "first_record", "last_record", "last_price"} <= set(body["symbols"][0])
+    fake_backend.symbols_shape = "strings"
+    assert requests.get(f"{fake_backend.url}/api/symbols", timeout=5).json() == [
+        "BTCUSDT", "ETHUSDT", "BNBUSDT"]
+    fake_backend.symbols = []
+    fake_backend.symbols_shape = "objects"
+    assert requests.get(f"{fake_backend.url}/api/symbols", timeout=5).json() == {
+        "success": True, "count": 0, "symbols": []}
+    names = generate_symbols(5000)
+    assert len(set(names)) == 5000 and names[-1] == "C4999USDT"
+
+
+def test_first_sync_backlog_then_zero_or_one(fake_backend: FakeBackend) -> None:
+    first = sync(fake_backend, "NEWCOINUSDT").json()  # not listed: backfilled anyway
+    assert first["success"] is True and first["symbol"] == "NEWCOINUSDT"
+    assert 1 <= first["new_records"] <= 500
+    assert first["statistics"]["symbol"] == "NEWCOINUSDT"
+    assert {sync(fake_backend, "NEWCOINUSDT").json()["new_records"] for _ in range(4)} <= {0, 1}
+    with FakeBackend() as other:  # deterministic across instances
+        assert sync(other, "NEWCOINUSDT").json()["new_records"] == first["new_records"]
+
+
+def test_scripted_sequence_and_last_repeats(fake_backend: FakeBackend) -> None:
+    fake_backend.script("BTCUSDT", error500(), status(502), bad_json(), ok(5))
+    with requests.Session() as s:
+        answers = [sync(fake_backend, "BTCUSDT", s) for _ in range(6)]
+    assert [a.status_code for a in answers] == [500, 502, 200, 200, 200, 200]
+    assert answers[0].json() == {"error": True, "message": "Binance rate limit"}
+    assert answers[1].text == "<html>Bad Gateway</html>"
+    with pytest.raises(ValueError):
+        answers[2].json()
+    assert [a.json()["new_records"] for a in answers[3:]] == [5, 5, 5]
+    assert sync(fake_backend, "ETHUSDT").status_code == 200  # scripts are per symbol
+    assert len(fake_backend.sync_calls("BTCUSDT")) == 6
+
+
+def test_rate_limited_sends_retry_after(fake_backend: FakeBackend) -> None:
+    date = "Wed, 21 Oct 2026 07:28:00 GMT"
+    fake_backend.script("BTCUSDT", rate_limited("2"), rate_limited(date))
+    first, second = sync(fake_backend, "BTCUSDT"), sync(fake_backend, "BTCUSDT")
+    assert first.status_code == 429 and first.headers["Retry-After"] == "2"
+    assert second.headers["Retry-After"] == date
+
+
+def test_400_shapes(fake_backend: FakeBackend) -> None:
+    url = f"{fake_backend.url}/api/sync"
+    missing = requests.post(url, json={}, timeout=5)
+    garbage = requests.post(url, data=b"not json", timeout=5)
+    for answer in (missing, garbage):
+        assert answer.status_code == 400
+        assert answer.json() == {"error": True, "message": "El parámetro 'symbol' es requerido"}
+    fake_backend.script("BTCUSDT", error400(shape="docs"))
+    assert sync(fake_backend, "BTCUSDT").json() == {"success": False, "error": "Symbol is required"}
+    assert requests.get(f"{fake_backend.url}/nope", timeout=5).status_code == 404
+
+
+def test_records_headers_body_and_timing(fake_backend: FakeBackend) -> None:
+    fake_backend.latency = 0.05
+    requests.post(f"{fake_backend.url}/api/sync", json={"symbol": "BTCUSDT"},
+                  headers={"Authorization": "Bearer s3cret"}, timeout=5)
+    (call,) = fake_backend.sync_calls()
+    assert call.symbol == "BTCUSDT" and call.status == 200 and b"BTCUSDT" in call.body
+    assert call.header("authorization") == "Bearer s3cret"
+    assert call.finished is not None and call.finished - call.started >= 0.05
+    fake_backend.reset_records()
+    assert fake_backend.calls == [] and fake_backend.peak_in_flight == 0
+
+
+def test_hang_triggers_client_read_timeout(fake_backend: FakeBackend) -> None:
+    fake_backend.script("BTCUSDT", hang(1.0))
+    with pytest.raises(requests.ReadTimeout):
+        sync(fake_backend, "BTCUSDT", timeout=0.2)
+
+
+def test_die_after_syncs_refuses_further_requests(fake_backend: FakeBackend) -> None:
+    fake_backend.die_after_syncs(2)
+    with requests.Session() as s:
+        assert sync(fake_backend, "BTCUSDT", s).status_code == 200
+        assert sync(fake_backend, "ETHUSDT", s).status_code == 200
+        with pytest.raises(requests.ConnectionError):
+            sync(fake_backend, "BNBUSDT", s)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{fake_backend.url}/health", timeout=5)
+
+
+def test_refuse_then_accept_on_same_port(fake_backend: FakeBackend) -> None:
+    port = fake_backend.port
+    fake_backend.refuse_connections()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{fake_backend.url}/health", timeout=5)
+    fake_backend.accept_connections()
+    assert fake_backend.port == port
+    assert requests.get(f"{fake_backend.url}/health", timeout=5).status_code == 200
+
+
+def test_peak_in_flight_counts_concurrency(fake_backend: FakeBackend) -> None:
+    fake_backend.latency = 0.3
+    symbols = [f"S{i}USDT" for i in range(8)] + ["S0USDT"]  # S0USDT twice at once
+    threads = [threading.Thread(target=sync, args=(fake_backend, s)) for s in symbols]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert fake_backend.peak_in_flight == 9
+    assert fake_backend.in_flight_by_symbol_peak["S0USDT"] == 2
+    assert fake_backend.in_flight_by_symbol_peak["S7USDT"] == 1
+
+
+def test_tcp_nodelay_keeps_keepalive_round_trips_fast(fake_backend: FakeBackend) -> None:
+    with requests.Session() as s:
+        sync(fake_backend, "BTCUSDT", s)  # open the connection first
+        start = time.perf_counter()
+        for _ in range(20):
+            sync(fake_backend, "BTCUSDT", s)
+        average = (time.perf_counter() - start) / 20
+        # Single-send answers hide Nagle from this client, so also check the option itself.
+        server = fake_backend._server
+        assert server is not None and server.live
+        assert all(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in server.live)
+    assert average < 0.020, f"{average * 1000:.1f} ms per request: Nagle is back?"
+
+
+def test_cli_runs_command_and_returns_its_exit_code() -> None:
+    child = ("import os, sys; sys.exit(7 if os.environ['BACKEND_URL']"
+             ".startswith('http://127.0.0.1:') and os.environ['LOG_DIR'] else 1)")
+    env = {k: v for k, v in os.environ.items() if k != "LOG_DIR"}
+    done = subprocess.run([sys.executable, SCRIPT, "--symbols", "5", "--", sys.executable, "-c",
+                           child], check=False, env=env, capture_output=True, timeout=30)
+    assert done.returncode == 7, done.stderr
+
+
+def test_cli_standalone_stops_cleanly_on_sigterm(free_port: int) -> None:
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--port", str(free_port), "--symbols", "50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert f"http://127.0.0.1:{free_port}" in line
+    body = requests.get(f"http://127.0.0.1:{free_port}/api/symbols", timeout=5).json()
+    assert body["count"] == 50
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and "Traceback" not in err
+
+
+def test_cli_forwards_sigterm_to_the_command() -> None:
+    child = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(43)); "
+             "print('listo', flush=True); time.sleep(30)")
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--", sys.executable, "-c", child],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "listo"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 43 and "Traceback" not in err

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from fake_backend import (
     FakeBackend,
     bad_json,

@@ -1,0 +1,362 @@
+{{/*
+Expand the name of the chart.
+*/}}
+{{- define "coin-sync.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Create a default fully qualified app name.
+Truncated at 52 chars (not 63): a CronJob name longer than 52 is rejected by the
+API server, because the controller appends an 11-character suffix to its Jobs.
+If release name contains chart name it will be used as a full name.
+*/}}
+{{- define "coin-sync.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Create chart name and version as used by the chart label.
+*/}}
+{{- define "coin-sync.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Common labels
+*/}}
+{{- define "coin-sync.labels" -}}
+helm.sh/chart: {{ include "coin-sync.chart" . }}
+{{ include "coin-sync.selectorLabels" . }}
+{{- if .Chart.AppVersion }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+{{- end }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/*
+Selector labels
+*/}}
+{{- define "coin-sync.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "coin-sync.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/*
+Create the name of the service account to use
+*/}}
+{{- define "coin-sync.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "coin-sync.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/*
+The container image: repository@digest, else repository:tag (tag defaults to appVersion).
+*/}}
+{{- define "coin-sync.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Names of the objects the chart creates or the program uses. */}}
+{{- define "coin-sync.envConfigMapName" -}}
+{{- printf "%s-env" (include "coin-sync.fullname" .) }}
+{{- end }}
+{{- define "coin-sync.fileConfigMapName" -}}
+{{- printf "%s-config" (include "coin-sync.fullname" .) }}
+{{- end }}
+{{- define "coin-sync.secretName" -}}
+{{- if .Values.backend.existingSecret.name }}
+{{- .Values.backend.existingSecret.name }}
+{{- else }}
+{{- include "coin-sync.fullname" . }}
+{{- end }}
+{{- end }}
+{{- define "coin-sync.secretKey" -}}
+{{- if .Values.backend.existingSecret.name }}
+{{- .Values.backend.existingSecret.key }}
+{{- else -}}
+BACKEND_TOKEN
+{{- end }}
+{{- end }}
+{{- define "coin-sync.leaseName" -}}
+{{- printf "%s-lock" (include "coin-sync.fullname" .) }}
+{{- end }}
+{{- define "coin-sync.statusConfigMapName" -}}
+{{- printf "%s-status" (include "coin-sync.fullname" .) }}
+{{- end }}
+{{- define "coin-sync.pvcName" -}}
+{{- if .Values.logs.persistence.existingClaim }}
+{{- .Values.logs.persistence.existingClaim }}
+{{- else }}
+{{- printf "%s-logs" (include "coin-sync.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Mount points of the files the chart provides. */}}
+{{- define "coin-sync.configFilePath" -}}
+/etc/coin-sync/config.yaml
+{{- end }}
+{{- define "coin-sync.tokenDir" -}}
+/var/run/secrets/coin-sync
+{{- end }}
+
+{{/* "true" when a backend token is configured (chart Secret or existingSecret). */}}
+{{- define "coin-sync.hasToken" -}}
+{{- if or .Values.backend.token .Values.backend.existingSecret.name }}true{{ end }}
+{{- end }}
+
+{{/* "true" when logs go to a PVC. */}}
+{{- define "coin-sync.logsPersistent" -}}
+{{- if or .Values.logs.persistence.enabled .Values.logs.persistence.existingClaim }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the Job is Indexed with backoffLimitPerIndex (shards > 1, k8s >= 1.29). */}}
+{{- define "coin-sync.perIndex" -}}
+{{- if and (gt (int .Values.shards) 1) (ne .Values.backoffLimitPerIndex nil) (semverCompare ">=1.29.0-0" .Capabilities.KubeVersion.Version) }}true{{ end }}
+{{- end }}
+
+{{/*
+A number as text for an env var: YAML numbers arrive as float64 (300 -> "300", not
+"3e+02"); --set numbers arrive as int64.
+*/}}
+{{- define "coin-sync.num" -}}
+{{- if and (kindIs "float64" .) (eq . (floor .)) }}
+{{- printf "%d" (int64 .) }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The program's settings from config.* as an env map (name -> string), minus the keys
+that configFile sets (the environment would override the file otherwise).
+Output: YAML of the map; use with fromYaml.
+*/}}
+{{- define "coin-sync.configEnv" -}}
+{{- $c := .Values.config }}
+{{- $symbols := $c.symbolsToSync }}
+{{- if kindIs "slice" $symbols }}
+{{- $symbols = join "," $symbols }}
+{{- end }}
+{{- $env := dict
+  "LOG_LEVEL" $c.logLevel
+  "LOG_DIR" $c.logDir
+  "LOG_FORMAT" $c.logFormat
+  "HTTP_TIMEOUT" (include "coin-sync.num" $c.httpTimeout)
+  "MAX_RETRIES" (include "coin-sync.num" $c.maxRetries)
+  "RETRY_DELAY_SECONDS" (include "coin-sync.num" $c.retryDelaySeconds)
+  "RETRY_MAX_DELAY_SECONDS" (include "coin-sync.num" $c.retryMaxDelaySeconds)
+  "SYMBOLS_TO_SYNC" (toString $symbols)
+  "SYNC_CONCURRENCY" (include "coin-sync.num" $c.syncConcurrency)
+  "BACKEND_WAIT_SECONDS" (include "coin-sync.num" $c.backendWaitSeconds)
+  "PASS_DEADLINE_SECONDS" (include "coin-sync.num" $c.passDeadlineSeconds)
+  "SHUTDOWN_GRACE_SECONDS" (include "coin-sync.num" $c.shutdownGraceSeconds)
+  "SUMMARY_FILE" $c.summaryFile
+}}
+{{- range $key, $_ := .Values.configFile }}
+{{- $_ := unset $env $key }}
+{{- end }}
+{{- toYaml $env }}
+{{- end }}
+
+{{/* The effective value of a setting: configFile wins over config.*. */}}
+{{- define "coin-sync.effective" -}}
+{{- $root := index . 0 }}
+{{- $envName := index . 1 }}
+{{- $value := index . 2 }}
+{{- if hasKey $root.Values.configFile $envName }}
+{{- $value = index $root.Values.configFile $envName }}
+{{- end }}
+{{- toString $value }}
+{{- end }}
+
+{{/*
+Checks the schema cannot express. Included once, from the CronJob template.
+*/}}
+{{- define "coin-sync.validate" -}}
+{{- if and .Values.backend.token .Values.backend.existingSecret.name }}
+{{- fail "backend.token y backend.existingSecret.name son excluyentes: usa uno de los dos" }}
+{{- end }}
+{{- $grace := include "coin-sync.effective" (list . "SHUTDOWN_GRACE_SECONDS" .Values.config.shutdownGraceSeconds) | float64 }}
+{{- if le (float64 .Values.terminationGracePeriodSeconds) $grace }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) debe ser mayor que config.shutdownGraceSeconds (%v): si no, Kubernetes mata la pasada antes de que termine ordenadamente" .Values.terminationGracePeriodSeconds $grace) }}
+{{- end }}
+{{- $passDeadline := include "coin-sync.effective" (list . "PASS_DEADLINE_SECONDS" .Values.config.passDeadlineSeconds) | float64 }}
+{{- if and (ne .Values.activeDeadlineSeconds nil) (gt $passDeadline 0.0) (ge $passDeadline (float64 .Values.activeDeadlineSeconds)) }}
+{{- fail (printf "config.passDeadlineSeconds (%v) debe ser menor que activeDeadlineSeconds (%v)" $passDeadline .Values.activeDeadlineSeconds) }}
+{{- end }}
+{{- if and (ne .Values.maxFailedIndexes nil) (gt (int .Values.shards) 1) (ge (int .Values.maxFailedIndexes) (int .Values.shards)) }}
+{{- fail (printf "maxFailedIndexes (%v) debe ser menor que shards (%v)" .Values.maxFailedIndexes .Values.shards) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Env vars of the Kubernetes integration that come from the downward API.
+*/}}
+{{- define "coin-sync.downwardEnv" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: JOB_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.labels['batch.kubernetes.io/job-name']
+{{- end }}
+
+{{/*
+Env vars of the backend token (Secret or existingSecret), empty without a token.
+*/}}
+{{- define "coin-sync.tokenEnv" -}}
+{{- if include "coin-sync.hasToken" . }}
+{{- if .Values.backend.tokenAsFile }}
+- name: BACKEND_TOKEN_FILE
+  value: {{ printf "%s/token" (include "coin-sync.tokenDir" .) | quote }}
+{{- else }}
+- name: BACKEND_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "coin-sync.secretName" . }}
+      key: {{ include "coin-sync.secretKey" . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Env of the program's container shared by the CronJob and the helm test pod (after
+envFrom the env ConfigMap): token and CONFIG_FILE.
+*/}}
+{{- define "coin-sync.commonEnv" -}}
+{{- include "coin-sync.tokenEnv" . }}
+{{- if .Values.configFile }}
+- name: CONFIG_FILE
+  value: {{ include "coin-sync.configFilePath" . | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Volume mounts shared by the CronJob and the helm test pod.
+*/}}
+{{- define "coin-sync.commonVolumeMounts" -}}
+- name: logs
+  mountPath: {{ .Values.config.logDir }}
+- name: tmp
+  mountPath: /tmp
+{{- if .Values.configFile }}
+- name: config-file
+  mountPath: {{ include "coin-sync.configFilePath" . | dir }}
+  readOnly: true
+{{- end }}
+{{- if and (include "coin-sync.hasToken" .) .Values.backend.tokenAsFile }}
+- name: backend-token
+  mountPath: {{ include "coin-sync.tokenDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
+{{/*
+Volumes shared by the CronJob and the helm test pod, except `logs`.
+*/}}
+{{- define "coin-sync.commonVolumes" -}}
+- name: tmp
+  {{- if .Values.tmp.sizeLimit }}
+  emptyDir:
+    sizeLimit: {{ .Values.tmp.sizeLimit | quote }}
+  {{- else }}
+  emptyDir: {}
+  {{- end }}
+{{- if .Values.configFile }}
+- name: config-file
+  configMap:
+    name: {{ include "coin-sync.fileConfigMapName" . }}
+    items:
+      - key: {{ include "coin-sync.configFilePath" . | base }}
+        path: {{ include "coin-sync.configFilePath" . | base }}
+{{- end }}
+{{- if and (include "coin-sync.hasToken" .) .Values.backend.tokenAsFile }}
+- name: backend-token
+  secret:
+    secretName: {{ include "coin-sync.secretName" . }}
+    defaultMode: 0440
+    items:
+      - key: {{ include "coin-sync.secretKey" . }}
+        path: token
+{{- end }}
+{{- end }}
+
+{{/*
+The logs emptyDir (the helm test pod always uses one).
+*/}}
+{{- define "coin-sync.logsEmptyDir" -}}
+- name: logs
+  {{- if .Values.logs.emptyDir.sizeLimit }}
+  emptyDir:
+    sizeLimit: {{ .Values.logs.emptyDir.sizeLimit | quote }}
+  {{- else }}
+  emptyDir: {}
+  {{- end }}
+{{- end }}
+
+{{/*
+Scheduling and pod-level fields shared by the CronJob and the helm test pod.
+*/}}
+{{- define "coin-sync.podScheduling" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/*
+Exit codes, numerically sorted and deduplicated (the API requires ordered values).
+*/}}
+{{- define "coin-sync.sortedCodes" -}}
+{{- $padded := list }}
+{{- range . }}
+{{- $padded = append $padded (printf "%03d" (int .)) }}
+{{- end }}
+{{- $out := list }}
+{{- range ($padded | uniq | sortAlpha) }}
+{{- $out = append $out (atoi .) }}
+{{- end }}
+{{- toJson $out }}
+{{- end }}

@@ -1,0 +1,154 @@
+"""The Kubernetes integration: RBAC, env and token mount when on; none of it when off."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helm import NAMESPACE, RELEASE, Doc, Helm, container, find_all, find_one, pod_spec
+
+FULLNAME = f"{RELEASE}-coin-sync"
+INTEGRATION_KEYS = {
+    "K8S_INTEGRATION",
+    "K8S_LOCK_REQUIRED",
+    "LEASE_NAME",
+    "LEASE_DURATION_SECONDS",
+    "STATUS_CONFIGMAP",
+}
+DOWNWARD = {
+    "POD_NAME": "metadata.name",
+    "POD_NAMESPACE": "metadata.namespace",
+    "JOB_NAME": "metadata.labels['batch.kubernetes.io/job-name']",
+}
+
+
+def rules_by_resource(role: Doc) -> dict[tuple[str, str, bool], Doc]:
+    out = {}
+    for rule in role["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                out[(group, resource, "resourceNames" in rule)] = rule
+    return out
+
+
+def test_role_is_least_privilege(default_docs: list[Doc]) -> None:
+    role = find_one(default_docs, "Role", FULLNAME)
+    rules = rules_by_resource(role)
+    assert set(rules) == {
+        ("coordination.k8s.io", "leases", True),
+        ("coordination.k8s.io", "leases", False),
+        ("", "events", False),
+        ("events.k8s.io", "events", False),
+        ("", "configmaps", True),
+        ("", "configmaps", False),
+    }
+    named_leases = rules[("coordination.k8s.io", "leases", True)]
+    assert named_leases["resourceNames"] == [f"{FULLNAME}-lock"]
+    assert set(named_leases["verbs"]) <= {"get", "update", "patch"}
+    assert {"get", "update"} <= set(named_leases["verbs"])
+    # create cannot be limited by resourceNames: its own rule, with nothing else.
+    assert rules[("coordination.k8s.io", "leases", False)]["verbs"] == ["create"]
+    assert rules[("", "events", False)]["verbs"] == ["create"]
+    assert rules[("events.k8s.io", "events", False)]["verbs"] == ["create"]
+    named_cms = rules[("", "configmaps", True)]
+    assert named_cms["resourceNames"] == [f"{FULLNAME}-status"]
+    assert set(named_cms["verbs"]) == {"get", "update", "patch"}
+    assert rules[("", "configmaps", False)]["verbs"] == ["create"]
+    for rule in role["rules"]:
+        assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+        assert not {"delete", "list", "watch", "deletecollection"} & set(rule["verbs"])
+
+
+def test_rolebinding(default_docs: list[Doc]) -> None:
+    binding = find_one(default_docs, "RoleBinding", FULLNAME)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": FULLNAME,
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
+    ]
+
+
+def test_integration_on_mounts_token_and_sets_env(default_docs: list[Doc]) -> None:
+    assert pod_spec(default_docs)["automountServiceAccountToken"] is True
+    assert find_one(default_docs, "ServiceAccount")["automountServiceAccountToken"] is True
+    env = {e["name"]: e for e in container(default_docs)["env"]}
+    for name, field in DOWNWARD.items():
+        assert env[name]["valueFrom"] == {"fieldRef": {"fieldPath": field}}
+    data = find_one(default_docs, "ConfigMap", f"{FULLNAME}-env")["data"]
+    assert set(data) >= INTEGRATION_KEYS
+    assert data["K8S_INTEGRATION"] == "auto"
+    assert data["K8S_LOCK_REQUIRED"] == "false"
+    assert data["LEASE_NAME"] == f"{FULLNAME}-lock"
+    assert data["LEASE_DURATION_SECONDS"] == "60"
+    assert data["STATUS_CONFIGMAP"] == f"{FULLNAME}-status"
+
+
+def test_integration_values(helm: Helm) -> None:
+    docs = helm.render(
+        set_values=[
+            "kubernetes.integration.mode=on",
+            "kubernetes.integration.lockRequired=true",
+            "kubernetes.integration.leaseDurationSeconds=120",
+        ]
+    )
+    data = find_one(docs, "ConfigMap", f"{FULLNAME}-env")["data"]
+    assert data["K8S_INTEGRATION"] == "on"
+    assert data["K8S_LOCK_REQUIRED"] == "true"
+    assert data["LEASE_DURATION_SECONDS"] == "120"
+
+
+@pytest.mark.parametrize("shards", [2, 5])
+def test_sharded_lease_names_in_rbac(helm: Helm, shards: int) -> None:
+    docs = helm.render(set_values=[f"shards={shards}"])
+    role = find_one(docs, "Role")
+    named = rules_by_resource(role)[("coordination.k8s.io", "leases", True)]
+    assert named["resourceNames"] == [f"{FULLNAME}-lock"] + [
+        f"{FULLNAME}-lock-{i}" for i in range(shards)
+    ]
+    data = find_one(docs, "ConfigMap", f"{FULLNAME}-env")["data"]
+    assert data["LEASE_NAME"] == f"{FULLNAME}-lock"  # the program appends -<index>
+
+
+def test_integration_off(ci_docs: dict[str, list[Doc]]) -> None:
+    docs = ci_docs["integration-off-values"]
+    assert find_all(docs, "Role") == []
+    assert find_all(docs, "RoleBinding") == []
+    assert pod_spec(docs)["automountServiceAccountToken"] is False
+    assert find_one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
+    env_names = {e["name"] for e in container(docs).get("env", [])}
+    assert not env_names & set(DOWNWARD)
+    data = find_one(docs, "ConfigMap", f"{FULLNAME}-env")["data"]
+    # Only K8S_INTEGRATION=off, so that "auto" does not try the API in every pass.
+    assert data["K8S_INTEGRATION"] == "off"
+    assert not (INTEGRATION_KEYS - {"K8S_INTEGRATION"}) & set(data)
+    # The NetworkPolicy keeps DNS and the backend, without the API server rule.
+    egress = find_one(docs, "NetworkPolicy")["spec"]["egress"]
+    assert len(egress) == 2
+    assert all(p["port"] not in (443, 6443) for rule in egress for p in rule["ports"])
+
+
+def test_integration_on_network_policy_reaches_api_server(helm: Helm) -> None:
+    docs = helm.render(
+        set_values=["networkPolicy.enabled=true"],
+        set_json=['networkPolicy.apiServer.cidrs=["172.20.0.1/32"]'],
+    )
+    api = find_one(docs, "NetworkPolicy")["spec"]["egress"][2]
+    assert api == {
+        "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+        "to": [{"ipBlock": {"cidr": "172.20.0.1/32"}}],
+    }
+
+
+def test_rbac_create_false_keeps_the_rest(helm: Helm) -> None:
+    docs = helm.render(set_values=["kubernetes.integration.rbac.create=false"])
+    assert find_all(docs, "Role") == [] and find_all(docs, "RoleBinding") == []
+    assert pod_spec(docs)["automountServiceAccountToken"] is True
+    assert "LEASE_NAME" in find_one(docs, "ConfigMap", f"{FULLNAME}-env")["data"]
+
+
+def test_integration_off_by_set(helm: Helm) -> None:
+    docs = helm.render(set_values=["kubernetes.integration.enabled=false"])
+    assert {d["kind"] for d in docs} == {"ServiceAccount", "ConfigMap", "CronJob", "Pod"}
+    assert "env" not in container(docs)  # nothing else to set without a token

@@ -1,0 +1,111 @@
+"""values.schema.json: mistakes fail `helm template` with a message, not silently."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .helm import Helm
+
+# (values YAML, text the error must contain)
+REJECTED = {
+    "typo-top-level": ("sheduel: '* * * * *'\n", "sheduel"),
+    "typo-nested": ("config:\n  logLevl: DEBUG\n", "logLevl"),
+    "shards-string": ("shards: two\n", "/shards"),
+    "shards-float": ("shards: 2.5\n", "/shards"),
+    "shards-zero": ("shards: 0\n", "/shards"),
+    "shards-too-many": ("shards: 1000\n", "/shards"),
+    "backoff-negative": ("backoffLimit: -1\n", "/backoffLimit"),
+    "history-negative": ("successfulJobsHistoryLimit: -1\n", "/successfulJobsHistoryLimit"),
+    "failed-history-negative": ("failedJobsHistoryLimit: -3\n", "/failedJobsHistoryLimit"),
+    "ttl-negative": ("ttlSecondsAfterFinished: -5\n", "/ttlSecondsAfterFinished"),
+    "ttl-string": ("ttlSecondsAfterFinished: '3600'\n", "/ttlSecondsAfterFinished"),
+    "active-deadline-zero": ("activeDeadlineSeconds: 0\n", "/activeDeadlineSeconds"),
+    "starting-deadline-zero": ("startingDeadlineSeconds: 0\n", "/startingDeadlineSeconds"),
+    "grace-zero": ("terminationGracePeriodSeconds: 0\n", "/terminationGracePeriodSeconds"),
+    "per-index-negative": ("backoffLimitPerIndex: -1\n", "/backoffLimitPerIndex"),
+    "suspend-string": ("suspend: 'yes'\n", "/suspend"),
+    "concurrency-enum": ("concurrencyPolicy: forbid\n", "/concurrencyPolicy"),
+    "schedule-garbage": ("schedule: every minute\n", "/schedule"),
+    "schedule-empty": ("schedule: ''\n", "/schedule"),
+    "timezone-spaces": ("timeZone: Madrid time\n", "/timeZone"),
+    "pull-policy": ("image:\n  pullPolicy: Sometimes\n", "/image/pullPolicy"),
+    "digest": ("image:\n  digest: abc\n", "/image/digest"),
+    "backend-url": ("backend:\n  url: ftp://backend\n", "/backend/url"),
+    "backend-url-empty": ("backend:\n  url: ''\n", "/backend/url"),
+    "http-timeout-zero": ("config:\n  httpTimeout: 0\n", "/config/httpTimeout"),
+    "http-timeout-string": ("config:\n  httpTimeout: slow\n", "/config/httpTimeout"),
+    "retries-negative": ("config:\n  maxRetries: -1\n", "/config/maxRetries"),
+    "retries-float": ("config:\n  maxRetries: 1.5\n", "/config/maxRetries"),
+    "delay-negative": ("config:\n  retryDelaySeconds: -0.5\n", "/config/retryDelaySeconds"),
+    "concurrency-zero": ("config:\n  syncConcurrency: 0\n", "/config/syncConcurrency"),
+    "log-level": ("config:\n  logLevel: VERBOSE\n", "/config/logLevel"),
+    "log-format": ("config:\n  logFormat: xml\n", "/config/logFormat"),
+    "log-dir-relative": ("config:\n  logDir: logs\n", "/config/logDir"),
+    "pass-deadline-negative": ("config:\n  passDeadlineSeconds: -1\n", "/config/passDeadlineSeconds"),
+    "config-file-token": ("configFile:\n  BACKEND_TOKEN: secret\n", "BACKEND_TOKEN"),
+    "config-file-unknown": ("configFile:\n  HTTP_TIMEOUTS: 3\n", "HTTP_TIMEOUTS"),
+    "config-file-type": ("configFile:\n  MAX_RETRIES: many\n", "/configFile/MAX_RETRIES"),
+    "exit-code-zero": ("podFailurePolicy:\n  failOnExitCodes: [0]\n", "/podFailurePolicy"),
+    "exit-code-big": ("podFailurePolicy:\n  ignoreExitCodes: [256]\n", "/podFailurePolicy"),
+    "exit-code-dup": ("podFailurePolicy:\n  failOnExitCodes: [2, 2]\n", "/podFailurePolicy"),
+    "rule-action": (
+        "podFailurePolicy:\n  extraRules:\n    - action: Retry\n",
+        "/podFailurePolicy/extraRules",
+    ),
+    "integration-mode": ("kubernetes:\n  integration:\n    mode: maybe\n", "mode"),
+    "lock-required-string": (
+        "kubernetes:\n  integration:\n    lockRequired: 'true'\n",
+        "lockRequired",
+    ),
+    "lease-zero": ("kubernetes:\n  integration:\n    leaseDurationSeconds: 0\n", "leaseDuration"),
+    "api-cidr": ("networkPolicy:\n  apiServer:\n    cidrs: [10.0.0.1]\n", "cidrs"),
+    "backend-port": ("networkPolicy:\n  backend:\n    ports: [70000]\n", "ports"),
+    "access-mode": ("logs:\n  persistence:\n    accessModes: [ReadWriteSometimes]\n", "accessModes"),
+    "size-limit": ("tmp:\n  sizeLimit: lots\n", "/tmp/sizeLimit"),
+    "labels-not-strings": ("podLabels:\n  team: 3\n", "/podLabels"),
+    "extra-env-no-name": ("extraEnv:\n  - value: x\n", "/extraEnv"),
+    "fullname-too-long": ("fullnameOverride: " + "a" * 53 + "\n", "/fullnameOverride"),
+    "secret-name": ("backend:\n  existingSecret:\n    name: Bad_Name\n", "/backend/existingSecret"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REJECTED))
+def test_schema_rejects(helm: Helm, values_file: Callable[..., Path], case: str) -> None:
+    text, message = REJECTED[case]
+    result = helm.template(values_file(text))
+    assert result.returncode != 0, f"{case}: helm template aceptó\n{text}"
+    assert "schema" in result.stderr, result.stderr
+    assert message in result.stderr, result.stderr
+
+
+def test_schema_rejects_typo_on_the_command_line(helm: Helm) -> None:
+    result = helm.template(set_values=["sheduel=*/5 * * * *"])
+    assert result.returncode != 0
+    assert "additional properties 'sheduel' not allowed" in result.stderr
+
+
+def test_schema_rejects_string_shards_on_the_command_line(helm: Helm) -> None:
+    result = helm.template(set_values=["shards=two"])
+    assert result.returncode != 0
+    assert "/shards" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "global:\n  imageRegistry: example.com\n",
+        "startingDeadlineSeconds: null\nactiveDeadlineSeconds: null\nttlSecondsAfterFinished: null\n",
+        "schedule: '@hourly'\n",
+        "schedule: '0 */2 * * 1-5'\ntimeZone: America/Argentina/Buenos_Aires\n",
+        "config:\n  symbolsToSync: [BTCUSDT, ETHUSDT]\n",
+        "config:\n  httpTimeout: 0.5\n  retryDelaySeconds: 0\n",
+        "backend:\n  url: https://api.example.com:8443/base\n",
+        "logs:\n  persistence:\n    storageClass: '-'\n    enabled: true\n",
+        "networkPolicy:\n  apiServer:\n    cidrs: [10.0.0.0/8, 'fd00::/8']\n",
+    ],
+)
+def test_schema_accepts(helm: Helm, values_file: Callable[..., Path], text: str) -> None:
+    helm.template(values_file(text)).check()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from coin_sync import __version__
 from coin_sync.config import FIELDS, ConfigError, Settings, load_settings, redact_url
 from coin_sync.logs import setup_logging, shutdown_logging
+from coin_sync.signals import Interrupted, SignalStop
 from coin_sync.summary import (
     REASON_LOCK_HELD,
     REASON_LOCK_UNAVAILABLE,
@@ -105,11 +106,15 @@ def main(argv: list[str] | None = None) -> int:
     command: str = args.command or "run"
     if command == "loop":
         return _loop(settings, argv)
-    handlers: dict[str, Callable[[Settings, logging.Logger], int]] = {
+    handlers: dict[str, Callable[[Settings, logging.Logger, SignalStop], int]] = {
         "run": _run,
         "check": _check,
         "symbols": _symbols,
     }
+    # First thing: a signal during the banner or the lock must still end in a FIN
+    # line, a summary and 143/130, never in a KeyboardInterrupt traceback.
+    stop = SignalStop()
+    restore = stop.install()
     # `symbols` prints its answer on stdout; its logs must not mix into it.
     log = setup_logging(
         settings.log_level,
@@ -118,22 +123,21 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr if command == "symbols" else sys.stdout,
     )
     try:
-        return int(handlers[command](settings, log))
+        return int(handlers[command](settings, log, stop))
     finally:
+        restore()
         shutdown_logging()
 
 
-def _runner(settings: Settings, log: logging.Logger) -> tuple[PassRunner, Callable[[], None]]:
+def _runner(settings: Settings, log: logging.Logger, stop: SignalStop) -> PassRunner:
     # Imported here: `--help` and config errors should not pay for requests/backoff.
     from coin_sync.client import BackendClient, make_session
-    from coin_sync.runner import PassRunner, SignalStop
+    from coin_sync.runner import PassRunner
 
-    stop = SignalStop()
-    restore = stop.install()
     session = make_session(settings.backend_token, settings.sync_concurrency)
     client = BackendClient(settings.backend_url, session, settings.http_timeout)
     log.info("Cliente del backend inicializado: %s", redact_url(settings.backend_url))
-    return PassRunner(settings, client, log, stop), restore
+    return PassRunner(settings, client, log, stop)
 
 
 def _banner(settings: Settings, log: logging.Logger) -> None:
@@ -146,7 +150,7 @@ def _banner(settings: Settings, log: logging.Logger) -> None:
         log.info("  %s: %s", name, value)
 
 
-def _run(settings: Settings, log: logging.Logger) -> int:
+def _run(settings: Settings, log: logging.Logger, stop: SignalStop) -> int:
     from coin_sync.k8s import open_guard
 
     _banner(settings, log)
@@ -167,11 +171,7 @@ def _run(settings: Settings, log: logging.Logger) -> int:
         )
         guard.finish(report)
         return ExitCode.BACKEND_UNAVAILABLE
-    runner, restore = _runner(settings, log)
-    try:
-        report = runner.run()
-    finally:
-        restore()
+    report = _runner(settings, log, stop).run()
     guard.finish(report)
     _publish(report, settings, log)
     return int(report.exit_code)
@@ -188,36 +188,30 @@ def _publish(report: PassReport, settings: Settings, log: logging.Logger) -> Non
     write_termination_message(report, settings.termination_message_path)
 
 
-def _check(settings: Settings, log: logging.Logger) -> int:
-    from coin_sync.runner import Interrupted
-
-    runner, restore = _runner(settings, log)
+def _check(settings: Settings, log: logging.Logger, stop: SignalStop) -> int:
+    runner = _runner(settings, log, stop)
     try:
-        with runner.stop.abort_on_signal():
+        with stop.abort_on_signal():
             healthy, why = runner.wait_until_healthy()
     except Interrupted:
-        return runner.interrupted_exit_code()
-    finally:
-        restore()
+        return stop.exit_code()
     if not healthy:
         log.error("El backend no está disponible: %s", why)
         return ExitCode.BACKEND_UNAVAILABLE
     return ExitCode.OK
 
 
-def _symbols(settings: Settings, log: logging.Logger) -> int:
-    from coin_sync.runner import Interrupted
-
-    runner, restore = _runner(settings, log)
+def _symbols(settings: Settings, log: logging.Logger, stop: SignalStop) -> int:
+    runner = _runner(settings, log, stop)
     try:
-        with runner.stop.abort_on_signal():
+        with stop.abort_on_signal():
             symbols = runner.resolve_symbols()
     except Interrupted:
-        return runner.interrupted_exit_code()
-    finally:
-        restore()
+        return stop.exit_code()
     if symbols is None:
         return ExitCode.BACKEND_UNAVAILABLE
+    if not symbols:
+        log.warning("No hay símbolos que sincronizar")
     for symbol in symbols:
         print(symbol)
     return ExitCode.OK

@@ -64,8 +64,11 @@ class BackendClient:
     def _request(self, method: str, path: str, timeout: tuple[float, float], **kwargs: Any) -> requests.Response:
         try:
             return self.session.request(method, self.base_url + path, timeout=timeout, **kwargs)
-        except requests.Timeout as exc:
-            raise BackendError(f"timeout ({type(exc).__name__})", kind="timeout") from None
+        except requests.ConnectTimeout:
+            # Never reached the backend: as safe to retry as a refused connection.
+            raise BackendError("timeout al conectar", kind="connection") from None
+        except requests.Timeout:
+            raise BackendError(f"timeout de lectura ({timeout[1]:g} s)", kind="timeout") from None
         except requests.ConnectionError as exc:
             raise BackendError(f"error de conexión: {_reason(exc)}", kind="connection") from None
         except requests.RequestException as exc:
@@ -110,13 +113,21 @@ class BackendClient:
 
     def sync(self, symbol: str) -> int:
         """New records stored for `symbol`."""
-        response = self._request("POST", "/api/sync", self.timeout, json={"symbol": symbol})
-        payload = self._json(response, "/api/sync")
+        try:
+            response = self._request("POST", "/api/sync", self.timeout, json={"symbol": symbol})
+            payload = self._json(response, "/api/sync")
+        except BackendError as error:
+            # After a read timeout or a gateway's 504 the backend may still be syncing
+            # this symbol; sending it again could insert duplicate klines (contract).
+            if error.kind == "timeout" or error.status == 504:
+                error.may_still_run = True
+                error.message += " (el backend puede seguir sincronizándolo: no se reintenta en esta pasada)"
+            raise
         if not isinstance(payload, dict):
             raise BackendError("respuesta inesperada de /api/sync", kind="body", status=200)
         if payload.get("success") is False:
             message = payload.get("message") or payload.get("error") or "success=false"
-            raise BackendError(f"success=false: {_one_line(str(message))}", kind="body", status=200)
+            raise BackendError(f"success=false: {_one_line(str(message))}", kind="rejected", status=200)
         new_records = payload.get("new_records")
         if isinstance(new_records, bool) or not isinstance(new_records, int) or new_records < 0:
             raise BackendError("respuesta de /api/sync sin 'new_records' válido", kind="body", status=200)

@@ -17,6 +17,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Far above any sane value (115 days in seconds), far below what breaks timers.
+MAX_NUMBER = 10_000_000
+MAX_CONCURRENCY = 1024
 
 
 class ConfigError(Exception):
@@ -33,6 +36,8 @@ def _number(text: str) -> float:
         raise ValueError("debe ser un número") from None
     if not math.isfinite(value):
         raise ValueError("debe ser un número finito")
+    if abs(value) > MAX_NUMBER:
+        raise ValueError(f"es demasiado grande (máximo {MAX_NUMBER})")
     return value
 
 
@@ -52,9 +57,12 @@ def _positive(text: str) -> float:
 
 def _integer(text: str) -> int:
     try:
-        return int(text.strip())
+        value = int(text.strip())
     except ValueError:
         raise ValueError("debe ser un número entero") from None
+    if abs(value) > MAX_NUMBER:
+        raise ValueError(f"es demasiado grande (máximo {MAX_NUMBER})")
+    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -68,6 +76,13 @@ def _positive_int(text: str) -> int:
     value = _integer(text)
     if value < 1:
         raise ValueError("debe ser al menos 1")
+    return value
+
+
+def _concurrency(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_CONCURRENCY:
+        raise ValueError(f"es demasiado grande (máximo {MAX_CONCURRENCY})")
     return value
 
 
@@ -111,9 +126,9 @@ def _path(text: str) -> Path:
 
 
 def _symbol_list(text: str) -> tuple[str, ...]:
-    # Kept raw: normalisation warns about bad names, and warnings need logging, which
-    # is not set up yet while settings load.
-    return tuple(part for part in text.split(",") if part.strip())
+    # Kept raw, empty entries included: normalisation warns about bad names, and
+    # warnings need logging, which is not set up yet while settings load.
+    return tuple(text.split(",")) if text.strip() else ()
 
 
 def redact_url(url: str) -> str:
@@ -152,7 +167,7 @@ FIELDS: tuple[Field, ...] = (
         _symbol_list,
         "símbolos separados por comas; vacío = todos los de /api/symbols",
     ),
-    Field("SYNC_CONCURRENCY", "sync_concurrency", _positive_int, "sincronizaciones en curso a la vez (1 = secuencial)"),
+    Field("SYNC_CONCURRENCY", "sync_concurrency", _concurrency, "sincronizaciones en curso a la vez (1 = secuencial)"),
     Field("HTTP_TIMEOUT", "http_timeout", _positive, "timeout de lectura de una petición, en segundos"),
     Field(
         "MAX_RETRIES",
@@ -396,8 +411,11 @@ def _validated(settings: Settings) -> Settings:
         if not token:
             raise ConfigError(f"BACKEND_TOKEN_FILE: {str(path)!r} está vacío")
         settings = replace(settings, backend_token=token)
-    if settings.backend_token and any(c in settings.backend_token for c in "\r\n"):
-        raise ConfigError("BACKEND_TOKEN: valor inválido: contiene saltos de línea")
+    token = settings.backend_token
+    if token and not all("!" <= c <= "~" for c in token):
+        # It travels in an HTTP header: visible ASCII only (no spaces, newlines or
+        # letters outside latin-1 that http.client cannot encode).
+        raise ConfigError("BACKEND_TOKEN: valor inválido: solo admite caracteres ASCII visibles, sin espacios")
     return settings
 
 

@@ -16,6 +16,9 @@ T = TypeVar("T")
 
 # 429 from a gateway, 500 when Binance or MongoDB failed, 502-504 from a proxy.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# No single wait longer than this, whatever Retry-After says: Event.wait overflows on
+# absurd values, and a pass that sleeps for a day is a hung pass.
+MAX_SINGLE_WAIT = 3600.0
 
 
 class BackendError(Exception):
@@ -28,16 +31,20 @@ class BackendError(Exception):
         kind: str,
         status: int | None = None,
         retry_after: float | None = None,
+        may_still_run: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
-        self.kind = kind  # "connection" | "timeout" | "http" | "body"
+        self.kind = kind  # "connection" | "timeout" | "http" | "body" | "rejected"
         self.status = status
         self.retry_after = retry_after
+        # The request may have reached the backend, which may still be working on it:
+        # re-sending a sync then would run the same symbol twice (duplicate klines).
+        self.may_still_run = may_still_run
 
     @property
     def retryable(self) -> bool:
-        return is_retryable(self.kind, self.status)
+        return is_retryable(self.kind, self.status) and not self.may_still_run
 
     @property
     def means_backend_down(self) -> bool:
@@ -51,6 +58,8 @@ class BackendError(Exception):
 def is_retryable(kind: str, status: int | None) -> bool:
     if kind in ("connection", "timeout", "body"):
         return True
+    if kind == "rejected":  # a deliberate success=false: the same answer again
+        return False
     return status in RETRYABLE_STATUSES
 
 
@@ -75,7 +84,7 @@ def backoff_delay(retry: int, first: float, cap: float, rand: float) -> float:
     """Delay before retry number `retry` (0-based): first * 2**retry, jittered to
     75-125 % so parallel workers do not retry in lockstep, capped at `cap`."""
     base: float = first * (2 ** min(retry, 62))
-    return min(cap, base * (0.75 + 0.5 * rand))
+    return min(cap, MAX_SINGLE_WAIT, base * (0.75 + 0.5 * rand))
 
 
 @dataclass
@@ -134,6 +143,7 @@ def call_with_retries(
             delay = backoff_delay(retry, first_delay, max_delay, rand())
             if error.retry_after is not None:
                 delay = max(delay, error.retry_after)
+            delay = min(delay, MAX_SINGLE_WAIT)
             if on_retry is not None:
                 on_retry(attempts, error, delay)
             halt.wait(delay)

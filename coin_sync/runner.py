@@ -15,14 +15,13 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
-from types import FrameType
 
 from coin_sync.client import BackendClient
-from coin_sync.config import Settings
+from coin_sync.config import Settings, redact_url
 from coin_sync.retry import BackendError, RetriesExhausted, call_with_retries
+from coin_sync.signals import SIGNAL_EXIT, Interrupted, SignalStop, signal_name
 from coin_sync.summary import (
     REASON_BACKEND_DOWN,
     REASON_BACKEND_LOST,
@@ -45,58 +44,12 @@ from coin_sync.symbols import normalise_symbols, select_shard
 POLL_SECONDS = 0.05
 HEALTH_FIRST_WAIT = 0.5
 HEALTH_MAX_WAIT = 5.0
-SIGNAL_EXIT = {signal.SIGINT: ExitCode.SIGINT, signal.SIGTERM: ExitCode.SIGTERM}
-
-
-class Interrupted(BaseException):
-    """Raised out of a wait when a signal arrives in a phase with nothing to finish.
-
-    A BaseException so that no `except Exception` on the way (requests, urllib3)
-    swallows it.
-    """
-
-
-class SignalStop:
-    """Records SIGTERM/SIGINT. The handler only assigns an attribute (it may run while
-    the main thread holds any lock) or, inside `abort_on_signal()`, raises."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._raise = False
-
-    def install(self) -> Callable[[], None]:
-        previous = {sig: signal.signal(sig, self._handle) for sig in SIGNAL_EXIT}
-
-        def restore() -> None:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-        return restore
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = signum
-        if self._raise:
-            raise Interrupted()
-
-    @contextmanager
-    def abort_on_signal(self) -> Iterator[None]:
-        self._raise = True
-        try:
-            if self.signum is not None:
-                raise Interrupted()
-            yield
-        finally:
-            self._raise = False
-
-
-def signal_name(signum: int) -> str:
-    return signal.Signals(signum).name
 
 
 def exit_code_for(reason: str, results: list[SymbolResult], signum: int | None) -> ExitCode:
     """Pure: the documented exit code for how a pass ended."""
     if reason == REASON_INTERRUPTED and signum is not None:
-        return SIGNAL_EXIT.get(signal.Signals(signum), ExitCode.SIGTERM)
+        return SIGNAL_EXIT[signal.Signals(signum)]
     if reason in (REASON_BACKEND_DOWN, REASON_SYMBOLS_UNUSABLE, REASON_BACKEND_LOST):
         return ExitCode.BACKEND_UNAVAILABLE
     if any(r.status != STATUS_OK for r in results):
@@ -156,9 +109,6 @@ class PassRunner:
         self._log_end(report)
         return report
 
-    def interrupted_exit_code(self) -> int:
-        return int(exit_code_for(REASON_INTERRUPTED, [], self.stop.signum))
-
     def _prepare(self) -> str | None:
         """Health and symbols; a reason when the pass ends here, else None."""
         healthy, why = self.wait_until_healthy()
@@ -182,7 +132,7 @@ class PassRunner:
             remaining = deadline - self.clock()
             healthy, why = self.client.health(timeout=max(0.5, min(HEALTH_MAX_WAIT, remaining)))
             if healthy:
-                self.log.info("Backend disponible: %s", self.client.base_url)
+                self.log.info("Backend disponible: %s", redact_url(self.client.base_url))
                 return True, ""
             remaining = deadline - self.clock()
             if remaining <= 0:
@@ -224,41 +174,46 @@ class PassRunner:
     def _sync_all(self, started: float) -> str:
         s = self.settings
         total = len(self._pending)
-        self.log.info("Sincronizando %d símbolos (concurrencia %d)", total, s.sync_concurrency)
-        workers = [
-            threading.Thread(target=self._work, name=f"sync-{i}", daemon=True)
-            for i in range(min(s.sync_concurrency, total))
-        ]
-        for worker in workers:
-            worker.start()
         deadline = started + s.pass_deadline_seconds if s.pass_deadline_seconds > 0 else None
+        # The health wait may already have used the whole deadline: check before
+        # any worker takes a symbol.
+        self._check_deadline(deadline)
+        self.log.info("Sincronizando %d símbolos (concurrencia %d)", total, s.sync_concurrency)
+        for i in range(min(s.sync_concurrency, total)):
+            threading.Thread(target=self._work, name=f"sync-{i}", daemon=True).start()
         grace_until: float | None = None
         while not self._all_done():
-            now = self.clock()
             if self.stop.signum is not None and grace_until is None:
-                grace_until = now + s.shutdown_grace_seconds
-                self._halt(REASON_INTERRUPTED)
+                grace_until = self.clock() + s.shutdown_grace_seconds
+                # A signal outranks a deadline or a lost backend: the exit code must
+                # say the pass was interrupted.
+                self._halt(REASON_INTERRUPTED, override=True)
                 self.log.warning(
                     "Señal %s recibida: no se despachan más símbolos; %d en curso (espera máxima %.0f s)",
                     signal_name(self.stop.signum),
                     len(self._in_flight),
                     s.shutdown_grace_seconds,
                 )
-            if deadline is not None and now >= deadline and not self.halt.is_set():
-                self._halt(REASON_DEADLINE)
-                self.log.warning(
-                    "Límite de la pasada (%.0f s) alcanzado: no se despachan más símbolos; %d en curso",
-                    s.pass_deadline_seconds,
-                    len(self._in_flight),
-                )
-            if grace_until is not None and now >= grace_until:
+            self._check_deadline(deadline)
+            if grace_until is not None and self.clock() >= grace_until:
                 self.log.error("Tiempo de gracia agotado con %d sincronizaciones en curso", len(self._in_flight))
                 break
             with contextlib.suppress(queue.Empty):
                 self._finished.get(timeout=POLL_SECONDS)
-        if self.halt_reason is not None:
+        skipped = bool(self._pending)
+        if self.halt_reason is not None and (self.halt_reason != REASON_DEADLINE or skipped):
             return self.halt_reason
         return REASON_FAILED if any(r.status != STATUS_OK for r in self._results.values()) else REASON_OK
+
+    def _check_deadline(self, deadline: float | None) -> None:
+        if deadline is None or self.halt.is_set() or self.clock() < deadline:
+            return
+        self._halt(REASON_DEADLINE)
+        self.log.warning(
+            "Límite de la pasada (%.0f s) alcanzado: no se despachan más símbolos; %d en curso",
+            self.settings.pass_deadline_seconds,
+            len(self._in_flight),
+        )
 
     # --- workers -------------------------------------------------------------------
 
@@ -276,7 +231,11 @@ class PassRunner:
 
     def _work(self) -> None:
         while (symbol := self._take()) is not None:
-            result = self._sync_one(symbol)
+            try:
+                result = self._sync_one(symbol)
+            except Exception as exc:  # a bug must cost one symbol, not hang the pass
+                self.log.exception("✗ %s falló por un error interno: %s", symbol, exc)
+                result = SymbolResult(symbol, STATUS_FAILED, error=f"error interno: {exc!r}")
             with self._lock:
                 self._in_flight.discard(symbol)
                 self._results[symbol] = result
@@ -298,7 +257,7 @@ class PassRunner:
             took = self.clock() - began
             note = " (reintentos cancelados)" if exc.cancelled else ""
             self.log.error("✗ %s falló tras %d intento(s)%s: %s", symbol, exc.attempts, note, exc.error)
-            if exc.error.retryable and exc.error.means_backend_down and not exc.cancelled:
+            if exc.error.means_backend_down and not exc.cancelled:
                 self._check_backend_still_there()
             return SymbolResult(symbol, STATUS_FAILED, 0, exc.attempts, took, exc.error.message)
         took = self.clock() - began
@@ -326,9 +285,9 @@ class PassRunner:
                 self._halt(REASON_BACKEND_LOST)
                 self.log.error("El backend dejó de responder (%s): se detiene la pasada", why)
 
-    def _halt(self, reason: str) -> None:
+    def _halt(self, reason: str, override: bool = False) -> None:
         with self._lock:
-            if self.halt_reason is None:
+            if self.halt_reason is None or override:
                 self.halt_reason = reason
             self.halt.set()
 

@@ -2,47 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-LINE = re.compile(
-    r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} - coin_sync - (DEBUG|INFO|WARNING|ERROR|CRITICAL) - "
-    r"\[[\w.]+\.py:\d+\] - .*$"
-)
-
-
-def clean_env(**overrides: str) -> dict[str, str]:
-    """The parent's environment minus anything that configures coin-sync or Kubernetes."""
-    from coin_sync.config import FIELDS
-
-    drop = {f.env for f in FIELDS} | {"CONFIG_FILE", "JOB_COMPLETION_INDEX", "KUBERNETES_SERVICE_HOST", "KUBECONFIG"}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["PYTHONPATH"] = str(REPO)
-    env.update(overrides)
-    return env
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-    log_dir: Path
-
-    def lines(self, needle: str) -> list[str]:
-        return [line for line in self.stdout.splitlines() if needle in line]
-
-    def log_files(self) -> dict[str, str]:
-        return {p.name: p.read_text(encoding="utf-8") for p in sorted(self.log_dir.glob("*.txt"))}
-
+from harness import REPO, Run, clean_env
 
 RunCli = Callable[..., Run]
 

@@ -69,6 +69,12 @@ def test_floats_and_zero_delay_allowed() -> None:
         ({"SHARD_COUNT": "2", "SHARD_INDEX": "2"}, "SHARD_INDEX"),
         ({"K8S_LOCK_REQUIRED": "maybe"}, "K8S_LOCK_REQUIRED"),
         ({"SYNC_INTERVAL_SECONDS": "0"}, "SYNC_INTERVAL_SECONDS"),
+        ({"HTTP_TIMEOUT": "1e300"}, "HTTP_TIMEOUT"),
+        ({"RETRY_MAX_DELAY_SECONDS": "1e300"}, "RETRY_MAX_DELAY_SECONDS"),
+        ({"MAX_RETRIES": "99999999999"}, "MAX_RETRIES"),
+        ({"SYNC_CONCURRENCY": "100000"}, "SYNC_CONCURRENCY"),
+        ({"BACKEND_TOKEN": "токен"}, "BACKEND_TOKEN"),
+        ({"BACKEND_TOKEN": "two words"}, "BACKEND_TOKEN"),
     ],
 )
 def test_bad_values_name_the_setting(env: dict[str, str], named: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -103,13 +104,42 @@ def test_retry_after_http_date(fake_backend: FakeBackend, run_cli) -> None:  # t
     assert first.finished is not None and second.started - first.finished >= 1.5
 
 
-def test_read_timeout_is_retried(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
-    fake_backend.script("BTCUSDT", hang(3), ok(2))
+def test_read_timeout_is_not_resent_while_the_backend_may_still_sync(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    # The contract: two syncs of the same symbol at once can insert duplicates.
+    fake_backend.script("BTCUSDT", hang(1.5), ok(2))
     began = time.monotonic()
     run = run_cli(BACKEND_URL=fake_backend.url, HTTP_TIMEOUT="0.3")
-    assert run.code == 0
-    assert time.monotonic() - began < 3
-    assert run.lines("BTCUSDT: intento 1 de 4 falló (timeout")
+    assert run.code == 1
+    assert time.monotonic() - began < 1.5
+    assert len(fake_backend.sync_calls("BTCUSDT")) == 1
+    assert fake_backend.in_flight_by_symbol_peak["BTCUSDT"] == 1
+    assert run.lines("✗ BTCUSDT falló tras 1 intento(s): timeout de lectura (0.3 s) (el backend puede seguir")
+
+
+def test_gateway_504_on_sync_is_not_resent_but_on_the_symbol_list_it_is(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    fake_backend.script("BTCUSDT", status(504, "<html>Gateway Timeout</html>"), ok())
+    fake_backend.script_symbols(status(504), ok())
+    run = run_cli(BACKEND_URL=fake_backend.url)
+    assert run.code == 1
+    assert len(fake_backend.sync_calls("BTCUSDT")) == 1
+    assert len([c for c in fake_backend.calls if c.path == "/api/symbols"]) == 2
+
+
+def test_success_false_fails_at_once(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    fake_backend.script("BTCUSDT", wrong_json({"success": False, "error": "símbolo desconocido"}))
+    run = run_cli(BACKEND_URL=fake_backend.url)
+    assert run.code == 1
+    assert len(fake_backend.sync_calls("BTCUSDT")) == 1
+    assert run.lines("success=false: símbolo desconocido")
+
+
+def test_absurd_retry_after_cannot_hang_the_pass(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    fake_backend.script("BTCUSDT", rate_limited("99999999999999999999"))
+    began = time.monotonic()
+    run = run_cli(BACKEND_URL=fake_backend.url, PASS_DEADLINE_SECONDS="1", timeout=20)
+    assert run.code == 1
+    assert time.monotonic() - began < 10
+    assert "Traceback" not in run.stdout + run.stderr
 
 
 def test_backend_never_healthy_exits_3(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
@@ -130,14 +160,22 @@ def test_refused_connection_exits_3(free_port: int, run_cli) -> None:  # type: i
 
 
 def test_health_wait_rides_out_a_short_outage(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
-    fake_backend.unhealthy_for(1.2)
+    fake_backend.set_healthy(False)
+
+    def heal_after_three_probes() -> None:
+        end = time.monotonic() + 20
+        while len([c for c in fake_backend.calls if c.path == "/health"]) < 3 and time.monotonic() < end:
+            time.sleep(0.01)
+        fake_backend.set_healthy(True)
+
+    threading.Thread(target=heal_after_three_probes, daemon=True).start()
     run = run_cli(BACKEND_URL=fake_backend.url, BACKEND_WAIT_SECONDS="10")
     assert run.code == 0
     assert run.lines("Backend no disponible (HTTP 503")
     health = [c for c in fake_backend.calls if c.path == "/health"]
-    assert len(health) >= 3
+    assert len(health) >= 4
     gaps = [b.started - a.started for a, b in itertools.pairwise(health)]
-    assert gaps[1] > gaps[0]  # growing waits
+    assert gaps[0] >= 0.45 and gaps[1] >= 0.95  # waits grow: 0.5 s, then 1 s
 
 
 def test_health_200_with_wrong_body_is_not_healthy(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
@@ -173,7 +211,7 @@ def test_empty_backend_is_a_warning_and_exit_0(run_cli) -> None:  # type: ignore
 
 
 def test_symbols_to_sync_is_used_as_given_and_normalised(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
-    run = run_cli(BACKEND_URL=fake_backend.url, SYMBOLS_TO_SYNC=" newcoinusdt,BTCUSDT,btcusdt,,BAD COIN,币安人生usdt")
+    run = run_cli(BACKEND_URL=fake_backend.url, SYMBOLS_TO_SYNC=" newcoinusdt,BTCUSDT,btcusdt,BAD COIN,币安人生usdt")
     assert run.code == 0
     assert [c.symbol for c in sorted(fake_backend.sync_calls(), key=lambda c: c.symbol or "")] == sorted(
         ["NEWCOINUSDT", "BTCUSDT", "币安人生USDT"]
@@ -283,3 +321,17 @@ def test_sharding_partitions_the_symbols_across_passes(run_cli) -> None:  # type
             assert run_cli(BACKEND_URL=backend.url, SHARD_COUNT="3", JOB_COMPLETION_INDEX=str(index)).code == 0
         synced = [c.symbol for c in backend.sync_calls()]
         assert sorted(synced) == sorted(backend.symbols)  # each exactly once over the three shards
+
+
+def test_deadline_after_everything_was_dispatched_is_not_a_failure(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with FakeBackend(symbols=2, latency=0.8) as backend:
+        run = run_cli(BACKEND_URL=backend.url, PASS_DEADLINE_SECONDS="0.3", SUMMARY_FILE=str(tmp_path / "s.json"))
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert run.code == 0 and summary["reason"] == "ok" and summary["totals"]["ok"] == 2
+
+
+def test_empty_entries_in_symbols_to_sync_are_warned(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    run = run_cli(BACKEND_URL=fake_backend.url, SYMBOLS_TO_SYNC="BTCUSDT,,ETHUSDT")
+    assert run.code == 0
+    assert len(fake_backend.sync_calls()) == 2
+    assert run.lines("Símbolo inválido ignorado: '' (vacío)")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 from coin_sync.config import FIELDS
 from coin_sync.summary import ExitCode
 from fake_backend import FakeBackend, error400
+from harness import clean_env
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text(encoding="utf-8")
 
 
 def _section(title: str) -> str:
@@ -26,8 +30,16 @@ def test_opens_with_the_two_commands() -> None:
 
 
 def test_seed_sections_exist() -> None:
-    for title in ("Funcionalidad", "Características", "Configuración", "Códigos de salida", "Logs", "Uso",
-                  "Monitoreo", "Troubleshooting"):
+    for title in (
+        "Funcionalidad",
+        "Características",
+        "Configuración",
+        "Códigos de salida",
+        "Logs",
+        "Uso",
+        "Monitoreo",
+        "Troubleshooting",
+    ):
         _section(title)
 
 
@@ -54,3 +66,19 @@ def test_monitoring_commands_work_on_real_log_files(tmp_path: Path, run_cli) -> 
     for command in commands:
         proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, check=False)
         assert proc.returncode == 0 and proc.stdout.strip(), f"{command!r} found nothing: {proc.stderr}"
+
+
+def test_the_first_command_runs_a_real_pass(tmp_path: Path) -> None:
+    """The part after the installs, with .venv/bin/ mapped to this interpreter's bin/."""
+    first = re.findall(r"```bash\n(.*?)```", README, re.S)[0].strip()
+    assert first.startswith("python3 -m venv .venv && .venv/bin/pip install")
+    pass_command = first.split(" && ")[-1]
+    bindir = Path(sys.executable).parent
+    argv = [
+        str(bindir / Path(word).name) if word.startswith(".venv/bin/") else word for word in shlex.split(pass_command)
+    ]
+    env = clean_env(LOG_DIR=str(tmp_path / "logs"), K8S_INTEGRATION="off")
+    proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.count(" sincronizado: ") == 50
+    assert "FIN DE SINCRONIZACIÓN #1" in proc.stdout

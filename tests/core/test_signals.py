@@ -111,3 +111,24 @@ def test_signal_cuts_a_retry_wait_short(base_env: dict[str, str]) -> None:
     assert proc.returncode == 143
     assert took < 2
     assert "reintentos cancelados" in out
+
+
+def test_signal_after_the_deadline_still_exits_143(base_env: dict[str, str], tmp_path: Path) -> None:
+    with FakeBackend(symbols=10, latency=1.0) as backend:
+        summary = tmp_path / "s.json"
+        proc = _start(
+            {
+                **base_env,
+                "BACKEND_URL": backend.url,
+                "SYNC_CONCURRENCY": "1",
+                "PASS_DEADLINE_SECONDS": "0.2",
+                "SUMMARY_FILE": str(summary),
+            }
+        )
+        _wait_for(backend, 1)
+        time.sleep(0.4)  # past the deadline, the first sync still in flight
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 143
+    assert json.loads(summary.read_text())["reason"] == "interrupted"
+    assert "INTERRUMPIDA por SIGTERM" in out

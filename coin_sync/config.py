@@ -404,13 +404,13 @@ def _validated(settings: Settings) -> Settings:
     if settings.backend_token_file is not None:
         path = settings.backend_token_file
         try:
-            token = path.read_text(encoding="utf-8").strip()
+            from_file = path.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "no es texto UTF-8"
             raise ConfigError(f"BACKEND_TOKEN_FILE: no se puede leer {str(path)!r}: {reason}") from None
-        if not token:
+        if not from_file:
             raise ConfigError(f"BACKEND_TOKEN_FILE: {str(path)!r} está vacío")
-        settings = replace(settings, backend_token=token)
+        settings = replace(settings, backend_token=from_file)
     token = settings.backend_token
     if token and not all("!" <= c <= "~" for c in token):
         # It travels in an HTTP header: visible ASCII only (no spaces, newlines or

@@ -162,7 +162,7 @@ def _run(settings: Settings, log: logging.Logger, stop: SignalStop) -> int:
         guard.finish(report)
         return ExitCode.OK
     if outcome.state == "unavailable" and settings.k8s_lock_required:
-        log.error("K8S_LOCK_REQUIRED=true y el cerrojo no está disponible: no se sincroniza")
+        # open_guard already logged why, and that the pass will not run.
         report = PassReport(
             settings.sync_pass_number,
             started_at="",
@@ -171,7 +171,12 @@ def _run(settings: Settings, log: logging.Logger, stop: SignalStop) -> int:
         )
         guard.finish(report)
         return ExitCode.BACKEND_UNAVAILABLE
-    report = _runner(settings, log, stop).run()
+    try:
+        report = _runner(settings, log, stop).run()
+    except BaseException:
+        # Even a crash must not leave the Lease held until it expires.
+        guard.finish(PassReport(settings.sync_pass_number, started_at="", reason="crashed", exit_code=1))
+        raise
     guard.finish(report)
     _publish(report, settings, log)
     return int(report.exit_code)

@@ -255,6 +255,8 @@ FIELDS: tuple[Field, ...] = (
     Field("POD_NAME", "pod_name", _text, "nombre del pod (API downward)", in_banner=False),
     Field("POD_NAMESPACE", "pod_namespace", _text, "namespace del pod (API downward)", in_banner=False),
     Field("JOB_NAME", "job_name", _text, "nombre del Job propietario (API downward)", in_banner=False),
+    Field("JOB_UID", "job_uid", _text, "uid del Job propietario (API downward)", in_banner=False),
+    Field("POD_UID", "pod_uid", _text, "uid del pod (API downward)", in_banner=False),
 )
 
 FIELDS_BY_ENV = {f.env: f for f in FIELDS}
@@ -291,6 +293,8 @@ class Settings:
     pod_name: str = ""
     pod_namespace: str = ""
     job_name: str = ""
+    job_uid: str = ""
+    pod_uid: str = ""
     config_file: Path | None = None
 
     def describe(self) -> list[tuple[str, str]]:

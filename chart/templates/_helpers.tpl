@@ -222,6 +222,15 @@ Env vars of the Kubernetes integration that come from the downward API.
   valueFrom:
     fieldRef:
       fieldPath: metadata.labels['batch.kubernetes.io/job-name']
+# `kubectl describe job` lists only Events whose involvedObject carries the Job's uid.
+- name: JOB_UID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.labels['batch.kubernetes.io/controller-uid']
+- name: POD_UID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.uid
 {{- end }}
 
 {{/*

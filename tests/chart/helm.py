@@ -218,6 +218,7 @@ FAKE_FIELDS: Mapping[str, str] = {
     "metadata.uid": "00000000-0000-0000-0000-000000000000",
     "metadata.labels['batch.kubernetes.io/job-name']": "coin-sync-28000000",
     "metadata.labels['job-name']": "coin-sync-28000000",
+    "metadata.labels['batch.kubernetes.io/controller-uid']": "11111111-1111-1111-1111-111111111111",
     "spec.nodeName": "node-1",
     "spec.serviceAccountName": "default",
     "status.hostIP": "10.0.0.10",

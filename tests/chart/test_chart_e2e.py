@@ -48,6 +48,8 @@ def test_command_and_env_of_the_defaults(default_docs: list[Doc]) -> None:
         POD_NAME=FAKE_FIELDS["metadata.name"],
         POD_NAMESPACE=FAKE_FIELDS["metadata.namespace"],
         JOB_NAME=FAKE_FIELDS["metadata.labels['batch.kubernetes.io/job-name']"],
+        JOB_UID=FAKE_FIELDS["metadata.labels['batch.kubernetes.io/controller-uid']"],
+        POD_UID=FAKE_FIELDS["metadata.uid"],
     )
     assert env == expected
 

@@ -1,0 +1,250 @@
+"""Whole passes (`python -m coin_sync run` in a subprocess) against the fake backend and
+the Kubernetes API emulator: the lock between concurrent passes, the skip, the Event and
+status record a real pass leaves, failing open, and no `kubernetes` import outside a
+cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kube_api import CONFIGMAPS, EVENTS, LEASES, NAMESPACE, ApiServer, lease_body, write_kubeconfig
+
+from coin_sync.config import setting_names
+from fake_backend import FakeBackend, error400
+
+ROOT = Path(__file__).resolve().parents[2]
+SKIP_WARNING = "Otra pasada está en curso"
+RACE_ROUNDS = 20
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def pass_env(backend: FakeBackend, tmp_path: Path, kubeconfig: Path | None, **extra: str) -> dict[str, str]:
+    """The environment the chart gives a pass, and nothing inherited that could change it."""
+    dropped = set(setting_names()) | {"CONFIG_FILE", "JOB_COMPLETION_INDEX", "KUBECONFIG", "JOB_UID", "POD_UID"}
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("KUBERNETES_")}
+    env |= {
+        "BACKEND_URL": backend.url,
+        "LOG_DIR": str(tmp_path / "logs"),
+        "TERMINATION_MESSAGE_PATH": str(tmp_path / "termination-log"),  # not /dev/termination-log
+        "BACKEND_WAIT_SECONDS": "5",
+        "RETRY_DELAY_SECONDS": "0",
+        "PYTHONPATH": str(ROOT),
+    }
+    if kubeconfig is not None:
+        env |= {
+            "K8S_INTEGRATION": "on",
+            "KUBECONFIG": str(kubeconfig),
+            "POD_NAME": "coin-sync-29000000-abcde",
+            "POD_NAMESPACE": NAMESPACE,
+            "JOB_NAME": "coin-sync-29000000",
+            "LEASE_NAME": "coin-sync-lock",
+            "STATUS_CONFIGMAP": "coin-sync-status",
+        }
+    return env | extra
+
+
+@pytest.fixture
+def run_pass(fake_backend: FakeBackend, tmp_path: Path, kubeconfig: Path) -> Runner:
+    def run(kubeconfig_path: Path | None = kubeconfig, **extra: str) -> subprocess.CompletedProcess[str]:
+        env = pass_env(fake_backend, tmp_path, kubeconfig_path, **extra)
+        return subprocess.run([sys.executable, "-m", "coin_sync", "run"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    return run
+
+
+def warning_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if " - WARNING - " in line]
+
+
+def events(api: ApiServer) -> list[dict[str, Any]]:
+    return list(api.objects(EVENTS, NAMESPACE).values())
+
+
+@dataclass
+class Round:
+    number: int
+    codes: list[int | None]
+    outputs: list[str]
+    synced: list[str]  # symbols the backend saw POST /api/sync for, in this round
+
+    def __repr__(self) -> str:  # what matters when an assertion fails, not 2 x 40 log lines
+        keys = ("Cerrojo", "Otra pasada", "INICIO DE", "FIN DE", "WARNING", "ERROR", "Traceback")
+        shown = [[line for line in out.splitlines() if any(k in line for k in keys)] for out in self.outputs]
+        return f"Round({self.number}, codes={self.codes}, synced={self.synced}, logs={shown})"
+
+
+def test_two_passes_at_once_exactly_one_syncs(apiserver: ApiServer, fake_backend: FakeBackend,
+                                              tmp_path: Path, kubeconfig: Path) -> None:
+    """RACE_ROUNDS times, two passes started together on one Lease: one syncs, one skips.
+
+    The syncs take 0.3 s, so the passes overlap; and the emulator holds the winner's
+    release until both passes have read the Lease, so a loser that a busy CI machine
+    starts late still meets a live holder (without the gate it would, correctly, run a
+    pass of its own after the winner's, and the test would flake). Two rounds run side by
+    side (own Lease, own backend) to stay well under a minute."""
+    apiserver.emulator.release_after_reads = 2
+    second = FakeBackend(symbols=3).start()
+    backends = [fake_backend, second]
+    for backend in backends:
+        backend.latency = 0.3
+
+    def play(number: int, backend: FakeBackend) -> Round:
+        backend.reset_records()
+        procs = [
+            subprocess.Popen([sys.executable, "-m", "coin_sync", "run"], cwd=ROOT, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             env=pass_env(backend, tmp_path, kubeconfig, LEASE_NAME=f"race-{number}",
+                                          POD_NAME=f"pod-{number}-{side}"))
+            for side in "ab"
+        ]
+        # One after the other is fine: each writes a few KB, far below a pipe's buffer.
+        outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+        return Round(number, [p.returncode for p in procs], outputs,
+                     sorted(c.symbol or "" for c in backend.sync_calls()))
+
+    def slot(index: int) -> list[Round]:
+        return [play(n, backends[index]) for n in range(index, RACE_ROUNDS, len(backends))]
+
+    try:
+        with ThreadPoolExecutor(len(backends)) as pool:
+            rounds = [r for played in pool.map(slot, range(len(backends))) for r in played]
+    finally:
+        second.stop()
+
+    assert len(rounds) == RACE_ROUNDS
+    for r in rounds:
+        assert r.codes == [0, 0], r
+        did_sync = ["INICIO DE SINCRONIZACIÓN" in out for out in r.outputs]
+        assert sorted(did_sync) == [False, True], r
+        loser = r.outputs[did_sync.index(False)]
+        assert SKIP_WARNING in loser and "✓" not in loser, r
+        # Every symbol synced once, all by the winner: the loser sent nothing.
+        assert r.synced == sorted(fake_backend.symbols), r
+    reasons = sorted(e["reason"] for e in events(apiserver))
+    assert reasons == ["SyncSkipped"] * RACE_ROUNDS + ["SyncSucceeded"] * RACE_ROUNDS
+
+
+def test_a_pass_leaves_an_event_and_its_status_and_releases_the_lock(
+        apiserver: ApiServer, fake_backend: FakeBackend, run_pass: Runner) -> None:
+    fake_backend.script("ETHUSDT", error400("Símbolo no soportado"))
+
+    result = run_pass()
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    (event,) = events(apiserver)
+    assert (event["reason"], event["type"]) == ("SyncPartial", "Warning")
+    assert event["involvedObject"]["kind"] == "Job" and event["involvedObject"]["name"] == "coin-sync-29000000"
+    assert "ok=2 failed=1" in event["message"] and "first_failed=ETHUSDT" in event["message"]
+    assert "Símbolo no soportado" in event["message"]
+
+    data = apiserver.objects(CONFIGMAPS, NAMESPACE)["coin-sync-status"]["data"]
+    record = json.loads(data["shard-0"])
+    assert (record["exit_code"], record["reason"], record["ok"], record["failed"]) == (1, "symbols_failed", 2, 1)
+    assert record["pod"] == "coin-sync-29000000-abcde" and record["finished_at"]
+    assert record["failed_symbols"][0]["symbol"] == "ETHUSDT"
+    assert "Símbolo no soportado" in record["failed_symbols"][0]["error"]
+
+    spec = apiserver.objects(LEASES, NAMESPACE)["coin-sync-lock"]["spec"]
+    assert "holderIdentity" not in spec  # released
+    assert not [line for line in warning_lines(result.stdout) if "[k8s.py:" in line]
+
+
+def test_a_live_holder_makes_the_pass_skip_with_exit_0(
+        apiserver: ApiServer, fake_backend: FakeBackend, run_pass: Runner) -> None:
+    apiserver.put(LEASES, NAMESPACE, lease_body("coin-sync-lock", "manual-run_42", renewed_ago=5))
+
+    result = run_pass()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert fake_backend.sync_calls() == []
+    (warning,) = warning_lines(result.stdout)
+    assert SKIP_WARNING in warning and "manual-run_42" in warning
+    (event,) = events(apiserver)
+    assert (event["reason"], event["type"]) == ("SyncSkipped", "Normal")
+    assert apiserver.objects(LEASES, NAMESPACE)["coin-sync-lock"]["spec"]["holderIdentity"] == "manual-run_42"
+    assert apiserver.objects(CONFIGMAPS, NAMESPACE) == {}
+
+
+def test_an_expired_holder_is_taken_over(apiserver: ApiServer, fake_backend: FakeBackend, run_pass: Runner) -> None:
+    apiserver.put(LEASES, NAMESPACE, lease_body("coin-sync-lock", "oom-killed_1", renewed_ago=90))
+
+    result = run_pass()
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(fake_backend.sync_calls()) == 3
+    assert "oom-killed_1" in result.stdout
+    assert apiserver.objects(LEASES, NAMESPACE)["coin-sync-lock"]["spec"]["leaseTransitions"] == 1
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_api_down(fake_backend: FakeBackend, run_pass: Runner, tmp_path: Path, free_port: int,
+                  required: bool) -> None:
+    down = write_kubeconfig(tmp_path / "down.kubeconfig", f"http://127.0.0.1:{free_port}")
+
+    result = run_pass(down, K8S_LOCK_REQUIRED=str(required).lower())
+
+    assert result.returncode == (3 if required else 0), result.stdout + result.stderr
+    assert len(fake_backend.sync_calls()) == (0 if required else 3)
+    (warning,) = warning_lines(result.stdout)
+    assert "inalcanzable" in warning
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_forbidden(apiserver: ApiServer, fake_backend: FakeBackend, run_pass: Runner, required: bool) -> None:
+    apiserver.emulator.forbidden = {("get", "leases")}
+
+    result = run_pass(K8S_LOCK_REQUIRED=str(required).lower())
+
+    assert result.returncode == (3 if required else 0), result.stdout + result.stderr
+    assert len(fake_backend.sync_calls()) == (0 if required else 3)
+    (warning,) = warning_lines(result.stdout)
+    assert 'falta el verbo "get" sobre leases.coordination.k8s.io "coin-sync-lock"' in warning
+    # Events are allowed: the pass still reports how it ended.
+    (event,) = events(apiserver)
+    assert event["reason"] == ("SyncFailed" if required else "SyncSucceeded")
+
+
+MAIN_AND_REPORT_IMPORTS = (
+    "import json, sys\n"
+    "from coin_sync.cli import main\n"
+    "code = main(['run'])\n"
+    "loaded = sorted({m.split('.')[0] for m in sys.modules} & {'kubernetes', 'urllib3'})\n"
+    "print(json.dumps({'exit': code, 'loaded': loaded}))\n"
+)
+
+
+def _main_in_subprocess(env: dict[str, str]) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, "-c", MAIN_AND_REPORT_IMPORTS], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_outside_a_cluster_auto_never_imports_kubernetes(fake_backend: FakeBackend, tmp_path: Path) -> None:
+    env = pass_env(fake_backend, tmp_path, None)
+    assert "K8S_INTEGRATION" not in env and "KUBERNETES_SERVICE_HOST" not in env  # auto, not in a cluster
+
+    report = _main_in_subprocess(env)
+
+    assert report["exit"] == 0 and len(fake_backend.sync_calls()) == 3
+    assert "kubernetes" not in report["loaded"]
+
+
+def test_the_import_check_can_fail(apiserver: ApiServer, fake_backend: FakeBackend, tmp_path: Path,
+                                   kubeconfig: Path) -> None:
+    """Control for the test above: an active pass does import it."""
+    report = _main_in_subprocess(pass_env(fake_backend, tmp_path, kubeconfig))
+    assert report["exit"] == 0
+    assert "kubernetes" in report["loaded"]

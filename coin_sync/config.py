@@ -29,61 +29,38 @@ class ConfigError(Exception):
 # --- parsers: raw text -> typed value, raising ValueError with a Spanish reason ----------
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError("debe ser un número") from None
-    if not math.isfinite(value):
-        raise ValueError("debe ser un número finito")
-    if abs(value) > MAX_NUMBER:
-        raise ValueError(f"es demasiado grande (máximo {MAX_NUMBER})")
-    return value
+def _numeric(
+    kind: type[int] | type[float],
+    minimum: float,
+    *,
+    exclusive: bool = False,
+    maximum: float = MAX_NUMBER,
+) -> Callable[[str], Any]:
+    """A parser for numbers of `kind` in [minimum, maximum] ((minimum, ...] if exclusive)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text.strip())
+        except ValueError:
+            raise ValueError("debe ser un número entero" if kind is int else "debe ser un número") from None
+        if not math.isfinite(value):
+            raise ValueError("debe ser un número finito")
+        if exclusive and value <= minimum:
+            raise ValueError(f"debe ser mayor que {minimum:g}")
+        if value < minimum:
+            raise ValueError("no puede ser negativo" if minimum == 0 else f"debe ser al menos {minimum:g}")
+        if value > maximum:
+            raise ValueError(f"es demasiado grande (máximo {maximum:g})")
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise ValueError("no puede ser negativo")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise ValueError("debe ser mayor que 0")
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ValueError("debe ser un número entero") from None
-    if abs(value) > MAX_NUMBER:
-        raise ValueError(f"es demasiado grande (máximo {MAX_NUMBER})")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _integer(text)
-    if value < 0:
-        raise ValueError("no puede ser negativo")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise ValueError("debe ser al menos 1")
-    return value
-
-
-def _concurrency(text: str) -> int:
-    value = _positive_int(text)
-    if value > MAX_CONCURRENCY:
-        raise ValueError(f"es demasiado grande (máximo {MAX_CONCURRENCY})")
-    return value
+_non_negative = _numeric(float, 0)
+_positive = _numeric(float, 0, exclusive=True)
+_non_negative_int = _numeric(int, 0)
+_positive_int = _numeric(int, 1)
+_concurrency = _numeric(int, 1, maximum=MAX_CONCURRENCY)
 
 
 def _http_url(text: str) -> str:

@@ -28,6 +28,14 @@ def _start(env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
+def _signal(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[str, float]:
+    """Send `sig`; (stdout + stderr, seconds until the process was gone)."""
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=10)
+    return out + err, time.monotonic() - sent
+
+
 def _wait_for(backend: FakeBackend, count: int, timeout: float = 10) -> None:
     end = time.monotonic() + timeout
     while len(backend.sync_calls()) < count:
@@ -65,10 +73,7 @@ def test_grace_runs_out_on_a_hung_sync(base_env: dict[str, str], tmp_path: Path)
         )
         _wait_for(backend, 3)
         time.sleep(0.2)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
-        took = time.monotonic() - sent
+        out, took = _signal(proc)
     assert proc.returncode == 143
     assert took < 3  # 0.5 s grace, not the 30 s hang
     data = json.loads(summary.read_text())
@@ -85,13 +90,10 @@ def test_signal_during_health_wait_exits_at_once(base_env: dict[str, str]) -> No
         while not [c for c in backend.calls if c.path == "/health"]:
             assert time.monotonic() < end
             time.sleep(0.02)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=10)
-        took = time.monotonic() - sent
-    assert proc.returncode == 143, out + err
+        out, took = _signal(proc)
+    assert proc.returncode == 143, out
     assert took < 1.5
-    assert "Traceback" not in out + err
+    assert "Traceback" not in out
     assert "FIN DE SINCRONIZACIÓN #1 (INTERRUMPIDA por SIGTERM)" in out
 
 
@@ -103,10 +105,7 @@ def test_signal_cuts_a_retry_wait_short(base_env: dict[str, str]) -> None:
         )
         _wait_for(backend, 1)
         time.sleep(0.3)
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=10)
-        took = time.monotonic() - sent
+        out, took = _signal(proc)
         assert len(backend.sync_calls()) == 1
     assert proc.returncode == 143
     assert took < 2

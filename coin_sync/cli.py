@@ -177,8 +177,9 @@ def _run(settings: Settings, log: logging.Logger, stop: SignalStop) -> int:
         # Even a crash must not leave the Lease held until it expires.
         guard.finish(PassReport(settings.sync_pass_number, started_at="", reason="crashed", exit_code=1))
         raise
-    guard.finish(report)
+    # The local summary first: it costs nothing, while the API calls may time out.
     _publish(report, settings, log)
+    guard.finish(report)
     return int(report.exit_code)
 
 

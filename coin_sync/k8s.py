@@ -472,20 +472,22 @@ class KubeGuard(PassGuard):
             self._renewer.start()
         return outcome
 
+    def _create(self, now: datetime) -> LockOutcome:
+        try:
+            self._lease = self._api.create_lease(self._lease_body(now, transitions=0))
+        except ApiError as exc:
+            if exc.status == 409:  # created by someone else since our read: they won
+                return LockOutcome("held", self._current_holder())
+            raise
+        self._log.info("Cerrojo tomado: Lease %s/%s (%s)", self._ident.namespace,
+                       self._lease_name, self.holder)
+        return LockOutcome("acquired")
+
     def _acquire(self) -> LockOutcome:
         current = self._api.get_lease(self._lease_name)
         now = self._clock()
         if current is None:
-            body = self._lease_body(now, transitions=0)
-            try:
-                self._lease = self._api.create_lease(body)
-            except ApiError as exc:
-                if exc.status == 409:  # created by someone else since our read: they won
-                    return LockOutcome("held", self._current_holder())
-                raise
-            self._log.info("Cerrojo tomado: Lease %s/%s (%s)", self._ident.namespace,
-                           self._lease_name, self.holder)
-            return LockOutcome("acquired")
+            return self._create(now)
 
         spec = current.get("spec") or {}
         previous = spec.get("holderIdentity") or ""
@@ -501,6 +503,8 @@ class KubeGuard(PassGuard):
         except ApiError as exc:
             if exc.status == 409:  # the resourceVersion we read is stale: someone else won
                 return LockOutcome("held", self._current_holder())
+            if exc.status == 404:  # deleted between our read and our write: start afresh
+                return self._create(now)
             raise
         if previous and previous != self.holder:
             self._log.info("Cerrojo tomado: Lease %s/%s caducado de %s (última renovación %s)",
@@ -608,13 +612,14 @@ class KubeGuard(PassGuard):
             return
         self._finished = True
         self._stop_renewing()
-        steps: list[tuple[str, Callable[[], None]]] = [
-            ("publicar el Event", lambda: self._post_event(report)),
-        ]
-        if report.reason != REASON_LOCK_HELD:
-            steps.append(("escribir el estado", lambda: self._write_status(report)))
+        # Release first: after SIGTERM the pod may be killed any moment now, and a Lease
+        # left held makes the next scheduled pass skip; the Event matters least.
+        steps: list[tuple[str, Callable[[], None]]] = []
         if self._held:
             steps.append(("liberar el cerrojo", self._release))
+        if report.reason != REASON_LOCK_HELD:
+            steps.append(("escribir el estado", lambda: self._write_status(report)))
+        steps.append(("publicar el Event", lambda: self._post_event(report)))
         for what, step in steps:
             if self._api_down:
                 # Already warned once that the API is unreachable; each call would only

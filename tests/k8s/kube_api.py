@@ -204,6 +204,15 @@ class ApiServer:
 
         self.run(store)
 
+    def remove(self, resource: str, namespace: str, name: str) -> None:
+        """Hard-delete an object, as another actor's `kubectl delete` would."""
+        key = (kmock.resource(resource), namespace, name)
+
+        async def drop() -> None:
+            del self.emulator.objects[key]
+
+        self.run(drop)
+
     def requests(self) -> list[tuple[str, str | None, str | None]]:
         """(method, plural, name) of every request so far."""
 

@@ -235,6 +235,38 @@ def test_losing_the_takeover_race_means_held(apiserver: ApiServer, guard_for: Ca
     assert [r for r in apiserver.requests() if r[0] == "PUT"] == [("PUT", "leases", "coin-sync-lock")] * 2
 
 
+def test_a_lease_deleted_between_read_and_takeover_is_created_afresh(
+        apiserver: ApiServer, guard_for: Callable[..., PassGuard]) -> None:
+    apiserver.put(LEASES, NAMESPACE, lease_body("coin-sync-lock", "killed-pod_1", renewed_ago=600))
+    guard = guard_for()
+    assert isinstance(guard, KubeGuard)
+    api, real_get = guard._api, guard._api.get_lease
+
+    def get_then_deleted(name: str) -> dict[str, Any] | None:
+        lease = real_get(name)
+        apiserver.remove(LEASES, NAMESPACE, "coin-sync-lock")
+        return lease
+
+    api.get_lease = get_then_deleted  # type: ignore[method-assign]
+    assert guard.acquire() == LockOutcome("acquired")
+    assert leases(apiserver)["coin-sync-lock"]["spec"]["holderIdentity"] == guard.holder
+    writes = [r[0] for r in apiserver.requests() if r[1] == "leases" and r[0] != "GET"]
+    assert writes == ["PUT", "POST"]  # the takeover met a 404, then a fresh create
+    guard.finish(make_report(*OK_REPORT))
+
+
+def test_finish_releases_the_lease_before_anything_else(
+        apiserver: ApiServer, guard_for: Callable[..., PassGuard]) -> None:
+    # After SIGTERM the pod can be killed at any moment: the Lease matters most.
+    guard = guard_for()
+    assert guard.acquire().state == "acquired"
+    before = len(apiserver.requests())
+    guard.finish(make_report(*OK_REPORT))
+    after = [(method, plural) for method, plural, _ in apiserver.requests()[before:]]
+    assert after[0] == ("PUT", "leases")
+    assert after.index(("PUT", "leases")) < after.index(("PATCH", "configmaps")) < after.index(("POST", "events"))
+
+
 def _between_read_and_write(guard: KubeGuard, competitor: Callable[[], LockOutcome]) -> None:
     """Make `competitor` win right after `guard`'s first read of the Lease."""
     api = guard._api
@@ -505,8 +537,8 @@ def test_failed_event_and_status_are_one_warning_each_never_an_exception(
 
     messages = warnings(caplog)
     assert len(messages) == 2
-    assert 'falta el verbo "create" sobre events' in messages[0]
-    assert 'falta el verbo "patch" sobre configmaps "coin-sync-status"' in messages[1]
+    assert 'falta el verbo "patch" sobre configmaps "coin-sync-status"' in messages[0]
+    assert 'falta el verbo "create" sobre events' in messages[1]
     assert "holderIdentity" not in leases(apiserver)["coin-sync-lock"]["spec"]  # still released
 
 

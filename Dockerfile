@@ -60,7 +60,11 @@ ENV PATH=/opt/venv/bin:$PATH \
 # A fixed numeric UID/GID lets Kubernetes check runAsNonRoot without a runAsUser
 # override; the passwd entry only gives `ps`/`id` a name. /logs is the one directory
 # the program writes besides /tmp; everything else can be a read-only root.
-RUN groupadd --system --gid 10001 coinsync \
+# The base image's own pip, setuptools and wheel go too: the program never installs
+# anything, and scanners flag what ships unused.
+RUN python -m pip uninstall --no-cache-dir -y pip setuptools wheel \
+    && rm -rf /usr/local/bin/pip* /root/.cache \
+    && groupadd --system --gid 10001 coinsync \
     && useradd --system --no-log-init --uid 10001 --gid 10001 \
         --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin coinsync \
     && install -d -o 10001 -g 10001 -m 0755 /logs

@@ -33,10 +33,14 @@ SCHEMAS_DIR = REPO_ROOT.parent / "shared" / "schemas"
 
 
 def shared_schema(name: str) -> dict[str, Any]:
-    """A JSON schema from ../shared/schemas; skips (only) the calling test when absent."""
+    """A JSON schema from ../shared/schemas. Absent on a developer's machine: skips only
+    the calling test. Absent in CI (CI=true), where it must be: fails."""
     path = SCHEMAS_DIR / name
     if not path.is_file():
-        pytest.skip(f"{path} no existe: ../shared no está junto al repositorio (en CI siempre está)")
+        message = f"{path} no existe: ../shared no está junto al repositorio"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message + " (en CI es obligatorio)")
+        pytest.skip(message)
     schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return schema
 

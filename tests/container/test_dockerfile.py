@@ -114,9 +114,13 @@ def test_oci_labels() -> None:
 
 
 def test_no_build_tools_pip_or_cache_reach_the_runtime_stage() -> None:
-    # The runtime stage installs nothing itself...
-    for run in RUNTIME.all("RUN"):
-        assert not re.search(r"\b(apt-get|apt|apk|pip|pip3|gcc|make|curl|wget)\b", run), run
+    # The runtime stage installs nothing itself: its only pip call removes pip,
+    # setuptools and wheel that the base image ships...
+    runs = RUNTIME.all("RUN")
+    assert any(re.search(r"python -m pip uninstall\b.* -y pip setuptools wheel\b", run) for run in runs)
+    for run in runs:
+        without_uninstall = re.sub(r"python -m pip uninstall [^&]*|rm -rf /usr/local/bin/pip\*", "", run)
+        assert not re.search(r"\b(apt-get|apt|apk|pip|pip3|gcc|make|curl|wget)\b", without_uninstall), run
     # ...and takes only the finished venv from the builder: not /src, not a pip cache.
     from_builder = [(srcs, dest) for flags, srcs, dest in RUNTIME.copies() if flags.get("from") == "builder"]
     assert from_builder == [(["/opt/venv"], "/opt/venv")]

@@ -64,12 +64,15 @@ Create the name of the service account to use
 
 {{/*
 The container image: repository@digest, else repository:tag (tag defaults to appVersion).
+The tag may be a number: `--set image.tag=5326041` (an all-digit short git sha, as
+skaffold passes it) arrives as int64, and as float64 from a values file; both render
+as the digits.
 */}}
 {{- define "coin-sync.image" -}}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s" .Values.image.repository (include "coin-sync.num" .Values.image.tag | toString | default .Chart.AppVersion) }}
 {{- end }}
 {{- end }}
 
@@ -119,6 +122,27 @@ BACKEND_TOKEN
 {{/* "true" when a backend token is configured (chart Secret or existingSecret). */}}
 {{- define "coin-sync.hasToken" -}}
 {{- if or .Values.backend.token .Values.backend.existingSecret.name }}true{{ end }}
+{{- end }}
+
+{{/*
+"true" when the Kubernetes integration is on: enabled and mode not "off". Off means
+no RBAC, no service-account token, no integration env (only K8S_INTEGRATION=off).
+*/}}
+{{- define "coin-sync.integrationOn" -}}
+{{- if and .Values.kubernetes.integration.enabled (ne (include "coin-sync.integrationMode" .) "off") }}true{{ end }}
+{{- end }}
+
+{{/*
+kubernetes.integration.mode as K8S_INTEGRATION wants it. An unquoted `mode: off` (or
+`on`) in a values file is a YAML 1.1 boolean: false is "off", true is "on".
+*/}}
+{{- define "coin-sync.integrationMode" -}}
+{{- $mode := .Values.kubernetes.integration.mode }}
+{{- if kindIs "bool" $mode }}
+{{- ternary "on" "off" $mode }}
+{{- else }}
+{{- toString $mode }}
+{{- end }}
 {{- end }}
 
 {{/* "true" when logs go to a PVC. */}}
@@ -193,9 +217,13 @@ Checks the schema cannot express. Included once, from the CronJob template.
 {{- if and .Values.backend.token .Values.backend.existingSecret.name }}
 {{- fail "backend.token y backend.existingSecret.name son excluyentes: usa uno de los dos" }}
 {{- end }}
+{{- /*
+After SHUTDOWN_GRACE_SECONDS the pass still releases its Lease, posts its Event and
+writes its status and summary: 10 s more before SIGKILL.
+*/}}
 {{- $grace := include "coin-sync.effective" (list . "SHUTDOWN_GRACE_SECONDS" .Values.config.shutdownGraceSeconds) | float64 }}
-{{- if le (float64 .Values.terminationGracePeriodSeconds) $grace }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) debe ser mayor que config.shutdownGraceSeconds (%v): si no, Kubernetes mata la pasada antes de que termine ordenadamente" .Values.terminationGracePeriodSeconds $grace) }}
+{{- if lt (float64 .Values.terminationGracePeriodSeconds) (addf $grace 10) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) debe ser al menos config.shutdownGraceSeconds (%v) + 10 = %v: tras el margen de apagado la pasada aún libera su Lease, publica su Event y escribe su estado; con menos, Kubernetes la mata (SIGKILL) antes de que termine ordenadamente" .Values.terminationGracePeriodSeconds $grace (addf $grace 10)) }}
 {{- end }}
 {{- $passDeadline := include "coin-sync.effective" (list . "PASS_DEADLINE_SECONDS" .Values.config.passDeadlineSeconds) | float64 }}
 {{- if and (ne .Values.activeDeadlineSeconds nil) (gt $passDeadline 0.0) (ge $passDeadline (float64 .Values.activeDeadlineSeconds)) }}
@@ -203,6 +231,20 @@ Checks the schema cannot express. Included once, from the CronJob template.
 {{- end }}
 {{- if and (ne .Values.maxFailedIndexes nil) (gt (int .Values.shards) 1) (ge (int .Values.maxFailedIndexes) (int .Values.shards)) }}
 {{- fail (printf "maxFailedIndexes (%v) debe ser menor que shards (%v)" .Values.maxFailedIndexes .Values.shards) }}
+{{- end }}
+{{- if and .Values.podFailurePolicy.enabled (not (include "coin-sync.perIndex" .)) }}
+{{- range .Values.podFailurePolicy.extraRules }}
+{{- if eq (toString .action) "FailIndex" }}
+{{- fail "podFailurePolicy.extraRules: la acción FailIndex solo es válida con backoffLimitPerIndex activo (shards > 1, backoffLimitPerIndex no null y Kubernetes >= 1.29; con helm template, --kube-version); aquí no lo está y Kubernetes rechazaría el Job: usa FailJob, Ignore o Count" }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $p := .Values.logs.persistence }}
+{{- if and $p.enabled (not $p.existingClaim) (gt (int .Values.shards) 1) (or (has "ReadWriteOncePod" $p.accessModes) (not (has "ReadWriteMany" $p.accessModes))) }}
+{{- fail (printf "logs.persistence: con shards = %d los pods de una pasada corren a la vez, en nodos que pueden ser distintos, y montan el mismo PVC; con accessModes %v no pueden (ReadWriteOnce: un solo nodo; ReadWriteOncePod: un solo pod): usa accessModes [ReadWriteMany] (una StorageClass que lo admita, p. ej. NFS o CephFS), logs.persistence.existingClaim con un PVC ReadWriteMany, o logs.persistence.enabled=false (emptyDir)" (int .Values.shards) $p.accessModes) }}
+{{- end }}
+{{- if and (include "coin-sync.integrationOn" .) .Values.kubernetes.integration.rbac.create (not .Values.serviceAccount.create) (not .Values.serviceAccount.name) }}
+{{- fail "kubernetes.integration.rbac.create con serviceAccount.create=false y serviceAccount.name vacío daría el Role (Leases, Events, ConfigMap de estado) a la ServiceAccount `default` del namespace, la que usan todos los pods sin una propia: indica serviceAccount.name, pon serviceAccount.create=true, o kubernetes.integration.rbac.create=false si gestionas tú el RBAC" }}
 {{- end }}
 {{- end }}
 
@@ -306,7 +348,9 @@ Volumes shared by the CronJob and the helm test pod, except `logs`.
 - name: backend-token
   secret:
     secretName: {{ include "coin-sync.secretName" . }}
-    defaultMode: 0440
+    # Readable by the container whatever its UID/GID (no reliance on fsGroup); only
+    # this pod mounts the volume.
+    defaultMode: 0444
     items:
       - key: {{ include "coin-sync.secretKey" . }}
         path: token

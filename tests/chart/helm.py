@@ -377,7 +377,8 @@ def _rewrite_path(value: str, mounts: Mapping[str, Path]) -> str:
 
 # helm v3 contacts the cluster even with --dry-run=client (helm/helm#13144, fixed in
 # v4): it needs /version and the discovery documents to map the chart's kinds. This
-# server answers those and 404 to everything else; it records the paths it was asked.
+# server answers those, the `objects` it was given (by path, for the chart's `lookup`
+# under --dry-run=server) and 404 to everything else; it records the paths it was asked.
 _CORE = {
     "configmaps": "ConfigMap",
     "secrets": "Secret",
@@ -385,6 +386,7 @@ _CORE = {
     "pods": "Pod",
     "persistentvolumeclaims": "PersistentVolumeClaim",
     "events": "Event",
+    "endpoints": "Endpoints",
 }
 _GROUPS = {
     "batch": {"cronjobs": "CronJob", "jobs": "Job"},
@@ -392,6 +394,7 @@ _GROUPS = {
     "networking.k8s.io": {"networkpolicies": "NetworkPolicy"},
     "coordination.k8s.io": {"leases": "Lease"},
     "events.k8s.io": {"events": "Event"},
+    "discovery.k8s.io": {"endpointslices": "EndpointSlice"},
 }
 
 
@@ -441,15 +444,20 @@ class FakeKubeApi:
 
 
 @contextmanager
-def fake_kube_api() -> Iterator[FakeKubeApi]:
-    """Serve the fake API on localhost while the block runs."""
+def fake_kube_api(objects: Mapping[str, Doc] | None = None) -> Iterator[FakeKubeApi]:
+    """Serve the fake API on localhost while the block runs.
+
+    objects: API path -> object, e.g.
+    {"/api/v1/namespaces/default/endpoints/kubernetes": {...}}.
+    """
     api = FakeKubeApi(url="", requests=[])
+    served = dict(objects or {})
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             api.requests.append(path)
-            body = _discovery(path)
+            body = served.get(path) or _discovery(path)
             status = 200
             if body is None:
                 status = 404

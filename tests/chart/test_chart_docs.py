@@ -157,3 +157,22 @@ def test_notes_follow_values(helm: Helm) -> None:
     assert "8 pods" in text and "--max-log-requests 8" in text
     assert "-status" not in text
     assert "helm test" not in text
+
+
+def test_notes_warn_about_a_shared_existing_claim(helm: Helm) -> None:
+    """Shards share logs.persistence.existingClaim: the chart cannot see its access modes."""
+    text = notes(install_dry_run(
+        helm, "--set", "shards=3", "--set", "logs.persistence.existingClaim=shared-logs",
+    ))
+    assert "ATENCIÓN: los 3 shards" in text
+    assert "shared-logs" in text and "ReadWriteMany" in text
+    assert f"kubectl get pvc shared-logs --namespace {NAMESPACE}" in text
+    # One shard: a single pod mounts it, nothing to warn about.
+    text = notes(install_dry_run(helm, "--set", "logs.persistence.existingClaim=shared-logs"))
+    assert "ReadWriteMany" not in text
+    assert "shared-logs" not in text
+
+
+def test_notes_without_integration_when_mode_off(helm: Helm) -> None:
+    text = notes(install_dry_run(helm, "--set", "kubernetes.integration.mode=off"))
+    assert f"{RELEASE}-coin-sync-status" not in text

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
 from .helm import NAMESPACE, RELEASE, Doc, Helm, container, find_all, find_one, pod_spec
@@ -132,7 +135,10 @@ def test_integration_off(ci_docs: dict[str, list[Doc]]) -> None:
 def test_integration_on_network_policy_reaches_api_server(helm: Helm) -> None:
     docs = helm.render(
         set_values=["networkPolicy.enabled=true"],
-        set_json=['networkPolicy.apiServer.cidrs=["172.20.0.1/32"]'],
+        set_json=[
+            'networkPolicy.apiServer.cidrs=["172.20.0.1/32"]',
+            'networkPolicy.backend.to=[{"podSelector":{"matchLabels":{"app":"backend"}}}]',
+        ],
     )
     api = find_one(docs, "NetworkPolicy")["spec"]["egress"][2]
     assert api == {
@@ -152,3 +158,81 @@ def test_integration_off_by_set(helm: Helm) -> None:
     docs = helm.render(set_values=["kubernetes.integration.enabled=false"])
     assert {d["kind"] for d in docs} == {"ServiceAccount", "ConfigMap", "CronJob", "Pod"}
     assert "env" not in container(docs)  # nothing else to set without a token
+
+
+# --------------------------------------------------------------------------------------
+# mode: off is the integration disabled; RBAC never lands on the `default` account
+# --------------------------------------------------------------------------------------
+
+
+def assert_integration_absent(docs: list[Doc]) -> None:
+    assert find_all(docs, "Role") == [] and find_all(docs, "RoleBinding") == []
+    assert pod_spec(docs)["automountServiceAccountToken"] is False
+    for sa in find_all(docs, "ServiceAccount"):
+        assert sa["automountServiceAccountToken"] is False
+    env_names = {e["name"] for e in container(docs).get("env", [])}
+    assert not env_names & set(DOWNWARD)
+    data = find_one(docs, "ConfigMap", f"{FULLNAME}-env")["data"]
+    assert data["K8S_INTEGRATION"] == "off"
+    assert not (INTEGRATION_KEYS - {"K8S_INTEGRATION"}) & set(data)
+
+
+def test_mode_off_is_the_integration_disabled(helm: Helm) -> None:
+    docs = helm.render(set_values=["kubernetes.integration.mode=off"])
+    assert_integration_absent(docs)
+    assert {d["kind"] for d in docs} == {"ServiceAccount", "ConfigMap", "CronJob", "Pod"}
+    # The same objects as enabled=false.
+    disabled = helm.render(set_values=["kubernetes.integration.enabled=false"])
+    assert docs == disabled
+
+
+def test_mode_off_network_policy_has_no_api_server_rule(helm: Helm) -> None:
+    docs = helm.render(
+        set_values=["kubernetes.integration.mode=off", "networkPolicy.enabled=true"],
+        set_json=['networkPolicy.backend.to=[{"podSelector":{"matchLabels":{"app":"backend"}}}]'],
+    )
+    egress = find_one(docs, "NetworkPolicy")["spec"]["egress"]
+    assert len(egress) == 2  # DNS and the backend; no API server CIDRs needed
+    assert all(p["port"] not in (443, 6443) for rule in egress for p in rule["ports"])
+
+
+@pytest.mark.parametrize("mode", ["auto", "on"])
+def test_modes_auto_and_on_keep_the_integration(helm: Helm, mode: str) -> None:
+    docs = helm.render(set_values=[f"kubernetes.integration.mode={mode}"])
+    assert find_one(docs, "Role") and find_one(docs, "RoleBinding")
+    assert pod_spec(docs)["automountServiceAccountToken"] is True
+    assert find_one(docs, "ConfigMap", f"{FULLNAME}-env")["data"]["K8S_INTEGRATION"] == mode
+
+
+def test_rbac_is_never_bound_to_the_default_service_account(helm: Helm) -> None:
+    result = helm.template(set_values=["serviceAccount.create=false"])
+    assert result.returncode != 0, "el Role acabaría en la ServiceAccount default"
+    assert "serviceAccount.name" in result.stderr
+    assert "`default`" in result.stderr
+    assert "kubernetes.integration.rbac.create" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["serviceAccount.create=false", "serviceAccount.name=ops"],
+        ["serviceAccount.create=false", "kubernetes.integration.rbac.create=false"],
+        ["serviceAccount.create=false", "kubernetes.integration.enabled=false"],
+        ["serviceAccount.create=false", "kubernetes.integration.mode=off"],
+    ],
+)
+def test_no_service_account_is_fine_without_a_default_binding(
+    helm: Helm, values: list[str]
+) -> None:
+    docs = helm.render(set_values=values)
+    for binding in find_all(docs, "RoleBinding"):
+        assert binding["subjects"][0]["name"] != "default"
+
+
+def test_unquoted_yaml_off_and_on(helm: Helm, values_file: Callable[..., Path]) -> None:
+    """`mode: off` unquoted in a values file is the YAML 1.1 boolean false."""
+    docs = helm.render(values_file("kubernetes:\n  integration:\n    mode: off\n", "off.yaml"))
+    assert_integration_absent(docs)
+    docs = helm.render(values_file("kubernetes:\n  integration:\n    mode: on\n", "on.yaml"))
+    assert find_one(docs, "ConfigMap", f"{FULLNAME}-env")["data"]["K8S_INTEGRATION"] == "on"
+    assert find_one(docs, "Role")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -369,10 +370,26 @@ def test_full_token_secret_as_file(full: list[Doc]) -> None:
     assert base64.b64decode(secret["data"]["BACKEND_TOKEN"]).decode() == "s3cr3t-t0ken"
     assert volumes(full)["backend-token"]["secret"] == {
         "secretName": FULL,
-        "defaultMode": 0o440,
+        # Readable whatever the container's UID/GID: no reliance on fsGroup.
+        "defaultMode": 0o444,
         "items": [{"key": "BACKEND_TOKEN", "path": "token"}],
     }
     assert mounts(full)["backend-token"]["mountPath"] == "/var/run/secrets/coin-sync"
+    test_pod = find_one(full, "Pod", f"{FULL}-test")
+    (token_volume,) = [v for v in test_pod["spec"]["volumes"] if v["name"] == "backend-token"]
+    assert token_volume["secret"]["defaultMode"] == 0o444
+
+
+def test_token_file_mode_does_not_rely_on_fs_group(helm: Helm) -> None:
+    """Without fsGroup the secret's files are root:root: 0444 keeps them readable."""
+    docs = helm.render(
+        set_values=["backend.existingSecret.name=creds", "backend.tokenAsFile=true",
+                    "podSecurityContext.fsGroup=null"]
+    )
+    assert "fsGroup" not in pod_spec(docs)["securityContext"]
+    mode = volumes(docs)["backend-token"]["secret"]["defaultMode"]
+    assert mode == 0o444
+    assert mode & 0o004, "others (any UID without the group) must be able to read the token"
 
 
 def test_token_never_outside_the_secret(helm: Helm) -> None:
@@ -565,8 +582,19 @@ def test_sharded_logs_on_existing_claim(ci_docs: dict[str, list[Doc]]) -> None:
 def test_sharded_network_policy_derives_backend_port(ci_docs: dict[str, list[Doc]]) -> None:
     policy = find_one(ci_docs["sharded-values"], "NetworkPolicy")["spec"]
     _dns, backend, api = policy["egress"]
-    assert backend == {"ports": [{"protocol": "TCP", "port": 8888}]}
-    assert api == {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]}
+    assert backend == {
+        "ports": [{"protocol": "TCP", "port": 8888}],
+        "to": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "markets"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "backend"}},
+            }
+        ],
+    }
+    assert api == {
+        "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}],
+        "to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}],
+    }
 
 
 @pytest.mark.parametrize(
@@ -574,9 +602,14 @@ def test_sharded_network_policy_derives_backend_port(ci_docs: dict[str, list[Doc
     [("http://backend", 80), ("https://api.example.com/base", 443), ("http://[::1]:9000", 9000)],
 )
 def test_network_policy_backend_port_from_url(helm: Helm, url: str, port: int) -> None:
-    docs = helm.render(set_values=["networkPolicy.enabled=true", f"backend.url={url}"])
+    docs = helm.render(
+        set_values=["networkPolicy.enabled=true", f"backend.url={url}",
+                    "kubernetes.integration.enabled=false"],
+        set_json=['networkPolicy.backend.to=[{"ipBlock":{"cidr":"203.0.113.10/32"}}]'],
+    )
     backend = find_one(docs, "NetworkPolicy")["spec"]["egress"][1]
     assert backend["ports"] == [{"protocol": "TCP", "port": port}]
+    assert backend["to"] == [{"ipBlock": {"cidr": "203.0.113.10/32"}}]
 
 
 # --------------------------------------------------------------------------------------
@@ -665,15 +698,52 @@ def test_config_file_keys_leave_the_env(helm: Helm) -> None:
     assert env_list(docs)["CONFIG_FILE"] == "/etc/coin-sync/config.yaml"
 
 
-def test_termination_grace_must_exceed_shutdown_grace(helm: Helm) -> None:
-    result = helm.template(set_values=["config.shutdownGraceSeconds=30"])
-    assert result.returncode != 0
-    assert "terminationGracePeriodSeconds" in result.stderr
-    # The configFile value counts too.
-    result = helm.template(set_values=["configFile.SHUTDOWN_GRACE_SECONDS=40"])
-    assert result.returncode != 0
-    assert "terminationGracePeriodSeconds" in result.stderr
-    helm.template(set_values=["config.shutdownGraceSeconds=29"]).check()
+GRACE_MESSAGE = "debe ser al menos config.shutdownGraceSeconds"
+
+
+@pytest.mark.parametrize(
+    ("values", "ok"),
+    [
+        # The defaults, 30 vs 20: exactly the 10 s the pass needs after its grace.
+        ([], True),
+        (["config.shutdownGraceSeconds=20"], True),
+        (["config.shutdownGraceSeconds=21"], False),
+        (["config.shutdownGraceSeconds=20.5"], False),  # --set: the string "20.5"
+        (["config.shutdownGraceSeconds=19.5"], True),
+        (["terminationGracePeriodSeconds=29"], False),
+        (["terminationGracePeriodSeconds=31", "config.shutdownGraceSeconds=21"], True),
+        (["terminationGracePeriodSeconds=10", "config.shutdownGraceSeconds=0"], True),
+        (["terminationGracePeriodSeconds=9", "config.shutdownGraceSeconds=0"], False),
+        # The configFile value counts too (it wins over config.*).
+        (["configFile.SHUTDOWN_GRACE_SECONDS=21"], False),
+        (["configFile.SHUTDOWN_GRACE_SECONDS=20", "config.shutdownGraceSeconds=25"], True),
+    ],
+)
+def test_termination_grace_covers_shutdown_grace_plus_ten(
+    helm: Helm, values: list[str], ok: bool
+) -> None:
+    """After SHUTDOWN_GRACE_SECONDS the pass still releases its Lease, posts its Event and
+    writes its status: terminationGracePeriodSeconds >= shutdownGraceSeconds + 10."""
+    result = helm.template(set_values=values)
+    if ok:
+        result.check()
+    else:
+        assert result.returncode != 0, values
+        assert "terminationGracePeriodSeconds" in result.stderr
+        assert GRACE_MESSAGE in result.stderr, result.stderr
+
+
+def test_termination_grace_check_uses_the_values_file_numbers(
+    helm: Helm, values_file: Callable[..., Path]
+) -> None:
+    # Distinct file names: helm.template caches by its arguments.
+    ok = values_file("terminationGracePeriodSeconds: 45\nconfig:\n  shutdownGraceSeconds: 35\n", "ok.yaml")
+    helm.template(ok).check()
+    short = values_file(
+        "terminationGracePeriodSeconds: 45\nconfig:\n  shutdownGraceSeconds: 35.5\n", "short.yaml"
+    )
+    result = helm.template(short)
+    assert result.returncode != 0 and GRACE_MESSAGE in result.stderr
 
 
 def test_pass_deadline_must_be_below_active_deadline(helm: Helm) -> None:
@@ -741,3 +811,150 @@ def test_log_dir_moves_the_logs_mount(helm: Helm) -> None:
 def test_helm_test_pod_can_be_disabled(helm: Helm) -> None:
     docs = helm.render(set_values=["tests.enabled=false"])
     assert find_all(docs, "Pod") == []
+
+
+# --------------------------------------------------------------------------------------
+# Values as `--set` types them (strvals: 5326041 is an int64, 0.5 the string "0.5")
+# --------------------------------------------------------------------------------------
+
+
+def test_all_digit_image_tag(helm: Helm, values_file: Callable[..., Path]) -> None:
+    """skaffold passes `--set image.tag=<short git sha>`; 5326041 arrives as a number."""
+    docs = helm.render(set_values=["image.tag=5326041"])
+    assert container(docs)["image"] == "coin-sync:5326041"
+    test_pod = find_one(docs, "Pod", f"{FULLNAME}-test")
+    assert test_pod["spec"]["containers"][0]["image"] == "coin-sync:5326041"
+    # From a values file the number is a float64: still the digits, not 5.326041e+06.
+    docs = helm.render(values_file("image:\n  tag: 5326041\n"))
+    assert container(docs)["image"] == "coin-sync:5326041"
+    # A leading zero keeps it a string for --set; the string pattern still applies.
+    docs = helm.render(set_values=["image.tag=0326041"])
+    assert container(docs)["image"] == "coin-sync:0326041"
+    docs = helm.render(set_values=["image.repository=registry.example:5000/coin-sync",
+                                   "image.tag=123456789012"])
+    assert container(docs)["image"] == "registry.example:5000/coin-sync:123456789012"
+
+
+# (value, env var, --set value, rendered)
+FRACTIONAL = [
+    ("config.httpTimeout", "HTTP_TIMEOUT", "0.5", "0.5"),
+    ("config.retryDelaySeconds", "RETRY_DELAY_SECONDS", "0.25", "0.25"),
+    ("config.retryMaxDelaySeconds", "RETRY_MAX_DELAY_SECONDS", "7.5", "7.5"),
+    ("config.backendWaitSeconds", "BACKEND_WAIT_SECONDS", "2.5", "2.5"),
+    ("config.passDeadlineSeconds", "PASS_DEADLINE_SECONDS", "600.5", "600.5"),
+    ("config.shutdownGraceSeconds", "SHUTDOWN_GRACE_SECONDS", "19.5", "19.5"),
+    ("config.httpTimeout", "HTTP_TIMEOUT", "120", "120"),  # an int64 from --set
+]
+
+
+@pytest.mark.parametrize(("value", "env", "given", "rendered"), FRACTIONAL)
+def test_fractional_seconds_with_set(
+    helm: Helm, value: str, env: str, given: str, rendered: str
+) -> None:
+    """`--set config.httpTimeout=0.5` hands the schema the string "0.5" (helm v3 and v4):
+    accepted as a number and rendered as given (quoted) in the ConfigMap."""
+    docs = helm.render(set_values=[f"{value}={given}"])
+    assert env_configmap(docs)[env] == rendered
+
+
+def test_fractional_seconds_with_set_in_config_file(helm: Helm) -> None:
+    docs = helm.render(set_values=["configFile.HTTP_TIMEOUT=0.5",
+                                   "configFile.SHUTDOWN_GRACE_SECONDS=19.5"])
+    content = find_one(docs, "ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"]
+    # The program reads every value of the file as text, as it reads the environment.
+    assert {k: str(v) for k, v in yaml.safe_load(content).items()} == {
+        "HTTP_TIMEOUT": "0.5",
+        "SHUTDOWN_GRACE_SECONDS": "19.5",
+    }
+    assert "HTTP_TIMEOUT" not in env_configmap(docs)
+
+
+@pytest.mark.parametrize(
+    ("setting", "path"),
+    [
+        ("config.httpTimeout=0.0", "/config/httpTimeout"),  # must be > 0
+        ("config.httpTimeout=00", "/config/httpTimeout"),
+        ("config.httpTimeout=fast", "/config/httpTimeout"),
+        ("config.httpTimeout=1e3", "/config/httpTimeout"),
+        ("config.retryDelaySeconds=-0.5", "/config/retryDelaySeconds"),
+        ("config.shutdownGraceSeconds=.5", "/config/shutdownGraceSeconds"),
+        ("configFile.HTTP_TIMEOUT=0.0", "/configFile/HTTP_TIMEOUT"),
+        ("configFile.BACKEND_WAIT_SECONDS=soon", "/configFile/BACKEND_WAIT_SECONDS"),
+    ],
+)
+def test_numeric_strings_must_be_numbers(helm: Helm, setting: str, path: str) -> None:
+    result = helm.template(set_values=[setting])
+    assert result.returncode != 0, setting
+    assert path in result.stderr, result.stderr
+
+
+# --------------------------------------------------------------------------------------
+# Checks the schema cannot express
+# --------------------------------------------------------------------------------------
+
+FAIL_INDEX_RULE = (
+    'podFailurePolicy.extraRules=[{"action":"FailIndex","onExitCodes":'
+    '{"containerName":"coin-sync","operator":"In","values":[4]}}]'
+)
+
+
+@pytest.mark.parametrize(
+    ("values", "kube_version"),
+    [
+        ([], "1.31.0"),  # one shard: not an Indexed Job
+        (["shards=3"], "1.28.0"),  # no backoffLimitPerIndex before 1.29
+        (["shards=3", "backoffLimitPerIndex=null"], "1.31.0"),
+    ],
+)
+def test_fail_index_rule_needs_backoff_limit_per_index(
+    helm: Helm, values: list[str], kube_version: str
+) -> None:
+    result = helm.template(set_values=values, set_json=[FAIL_INDEX_RULE], kube_version=kube_version)
+    assert result.returncode != 0, "Kubernetes rechazaría FailIndex sin backoffLimitPerIndex"
+    assert "podFailurePolicy.extraRules" in result.stderr
+    assert "FailIndex" in result.stderr and "backoffLimitPerIndex" in result.stderr
+
+
+def test_fail_index_rule_with_backoff_limit_per_index(helm: Helm) -> None:
+    docs = helm.render(set_values=["shards=3"], set_json=[FAIL_INDEX_RULE], kube_version="1.31.0")
+    assert job_spec(docs)["backoffLimitPerIndex"] == 1
+    assert job_spec(docs)["podFailurePolicy"]["rules"][-1]["action"] == "FailIndex"
+    # Not rendered at all without the policy: nothing to reject.
+    docs = helm.render(set_values=["podFailurePolicy.enabled=false"], set_json=[FAIL_INDEX_RULE])
+    assert "podFailurePolicy" not in job_spec(docs)
+
+
+@pytest.mark.parametrize(
+    "modes",
+    [
+        None,  # the default, [ReadWriteOnce]
+        ["ReadWriteOnce"],
+        ["ReadWriteOncePod"],
+        ["ReadOnlyMany"],
+        ["ReadWriteOnce", "ReadOnlyMany"],
+        ["ReadWriteMany", "ReadWriteOncePod"],  # ReadWriteOncePod blocks whatever else
+    ],
+)
+def test_sharded_persistent_logs_need_read_write_many(helm: Helm, modes: list[str] | None) -> None:
+    """Parallel shards on different nodes cannot mount a ReadWriteOnce PVC."""
+    set_json = [f"logs.persistence.accessModes={json.dumps(modes)}"] if modes else []
+    result = helm.template(set_values=["shards=2", "logs.persistence.enabled=true"], set_json=set_json)
+    assert result.returncode != 0, modes
+    assert "logs.persistence" in result.stderr and "ReadWriteMany" in result.stderr
+    assert "shards = 2" in result.stderr
+
+
+def test_persistent_logs_access_modes_that_work(helm: Helm) -> None:
+    docs = helm.render(set_values=["shards=2", "logs.persistence.enabled=true"],
+                       set_json=['logs.persistence.accessModes=["ReadWriteMany"]'])
+    assert find_one(docs, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
+    # One shard: a single pod, any mode.
+    for modes in (["ReadWriteOnce"], ["ReadWriteOncePod"]):
+        docs = helm.render(set_values=["logs.persistence.enabled=true"],
+                           set_json=[f"logs.persistence.accessModes={json.dumps(modes)}"])
+        assert find_one(docs, "PersistentVolumeClaim")["spec"]["accessModes"] == modes
+    # An existing claim's modes are unknown to the chart: NOTES warns instead.
+    docs = helm.render(set_values=["shards=2", "logs.persistence.enabled=true",
+                                   "logs.persistence.existingClaim=shared-logs"])
+    assert find_all(docs, "PersistentVolumeClaim") == []
+    assert volumes(docs)["logs"]["persistentVolumeClaim"] == {"claimName": "shared-logs"}

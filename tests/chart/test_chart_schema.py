@@ -33,10 +33,18 @@ REJECTED = {
     "timezone-spaces": ("timeZone: Madrid time\n", "/timeZone"),
     "pull-policy": ("image:\n  pullPolicy: Sometimes\n", "/image/pullPolicy"),
     "digest": ("image:\n  digest: abc\n", "/image/digest"),
+    "tag-float": ("image:\n  tag: 1.5\n", "/image/tag"),
+    "tag-negative": ("image:\n  tag: -1\n", "/image/tag"),
+    "tag-bad-string": ("image:\n  tag: 'v1 beta'\n", "/image/tag"),
     "backend-url": ("backend:\n  url: ftp://backend\n", "/backend/url"),
     "backend-url-empty": ("backend:\n  url: ''\n", "/backend/url"),
     "http-timeout-zero": ("config:\n  httpTimeout: 0\n", "/config/httpTimeout"),
     "http-timeout-string": ("config:\n  httpTimeout: slow\n", "/config/httpTimeout"),
+    "http-timeout-zero-string": ("config:\n  httpTimeout: '0'\n", "/config/httpTimeout"),
+    "grace-negative-string": (
+        "config:\n  shutdownGraceSeconds: '-1'\n",
+        "/config/shutdownGraceSeconds",
+    ),
     "retries-negative": ("config:\n  maxRetries: -1\n", "/config/maxRetries"),
     "retries-float": ("config:\n  maxRetries: 1.5\n", "/config/maxRetries"),
     "delay-negative": ("config:\n  retryDelaySeconds: -0.5\n", "/config/retryDelaySeconds"),
@@ -102,6 +110,11 @@ def test_schema_rejects_string_shards_on_the_command_line(helm: Helm) -> None:
         "schedule: '0 */2 * * 1-5'\ntimeZone: America/Argentina/Buenos_Aires\n",
         "config:\n  symbolsToSync: [BTCUSDT, ETHUSDT]\n",
         "config:\n  httpTimeout: 0.5\n  retryDelaySeconds: 0\n",
+        # What `--set config.httpTimeout=0.5` hands the schema: numeric strings.
+        "config:\n  httpTimeout: '0.5'\n  shutdownGraceSeconds: '19.5'\n  retryDelaySeconds: '0'\n",
+        "configFile:\n  HTTP_TIMEOUT: '0.5'\n",
+        # What `--set image.tag=5326041` hands it: an integer.
+        "image:\n  tag: 5326041\n",
         "backend:\n  url: https://api.example.com:8443/base\n",
         "logs:\n  persistence:\n    storageClass: '-'\n    enabled: true\n",
         "networkPolicy:\n  apiServer:\n    cidrs: [10.0.0.0/8, 'fd00::/8']\n",
@@ -109,3 +122,12 @@ def test_schema_rejects_string_shards_on_the_command_line(helm: Helm) -> None:
 )
 def test_schema_accepts(helm: Helm, values_file: Callable[..., Path], text: str) -> None:
     helm.template(values_file(text)).check()
+
+
+@pytest.mark.parametrize(
+    "setting",
+    ["image.tag=5326041", "config.httpTimeout=0.5", "config.shutdownGraceSeconds=19.5"],
+)
+def test_schema_accepts_what_set_types(helm: Helm, setting: str) -> None:
+    """strvals (helm v3 and v4) makes 5326041 an int64 and 0.5 the string "0.5"."""
+    helm.template(set_values=[setting]).check()

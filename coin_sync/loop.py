@@ -28,6 +28,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from coin_sync.config import Settings
+from coin_sync.signals import signal_name
 from coin_sync.summary import ExitCode
 
 Handler = Callable[[int, FrameType | None], Any] | int | None
@@ -133,7 +134,7 @@ class _Loop:
     def _handle_signals(self) -> None:
         while self._signals:
             signum = self._signals.pop(0)
-            name = signal.Signals(signum).name
+            name = signal_name(signum)
             child = self.child if self.child is not None and self.child.poll() is None else None
             if self.stop_deadline is None:
                 self.stop_deadline = time.monotonic() + self.grace + 1.0 - KILL_MARGIN_SECONDS
@@ -234,7 +235,7 @@ class _Loop:
     def _log_exit(self, code: int, returncode: int, duration: float) -> None:
         how = f"código {code}"
         if returncode < 0:
-            how += f" (señal {_signal_name(-returncode)})"
+            how += f" (señal {signal_name(-returncode)})"
         if code == ExitCode.OK or (self.stop_deadline is not None and code in (ExitCode.SIGINT, ExitCode.SIGTERM)):
             level = logging.INFO
         elif code == ExitCode.BAD_CONFIG:
@@ -246,13 +247,6 @@ class _Loop:
 
 def _on_child_exit(signum: int, frame: FrameType | None) -> None:
     """Nothing to do: the wakeup fd already woke the loop, which reaps the child itself."""
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return str(signum)
 
 
 def _seconds(value: float) -> str:

@@ -58,4 +58,8 @@ class SignalStop:
 
 
 def signal_name(signum: int) -> str:
-    return signal.Signals(signum).name
+    """SIGTERM for 15; the bare number for a signal Python has no name for."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -403,7 +403,3 @@ def _validated(settings: Settings) -> Settings:
 def setting_names() -> list[str]:
     """Every settable name, for docs and tests."""
     return [f.env for f in FIELDS]
-
-
-def settings_fields() -> set[str]:
-    return {f.name for f in fields(Settings)}

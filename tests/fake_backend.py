@@ -491,7 +491,13 @@ def main(argv: list[str] | None = None) -> int:
             return 127
         if stopping.is_set():
             child.terminate()
-        code = child.wait()
+        while True:
+            # Short slices, not one blocking waitpid: a signal the kernel hands to a
+            # server thread only runs our handler once the main thread executes
+            # bytecode again, and a bare wait() would not until the child exits.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = child.wait(timeout=0.1)
+                break
         return code if code >= 0 else 128 - code
     finally:
         backend.stop()

@@ -16,6 +16,7 @@ from coin_sync.config import FIELDS, ConfigError, Settings, load_settings, redac
 from coin_sync.logs import setup_logging, shutdown_logging
 from coin_sync.signals import Interrupted, SignalStop
 from coin_sync.summary import (
+    REASON_CRASHED,
     REASON_LOCK_HELD,
     REASON_LOCK_UNAVAILABLE,
     ExitCode,
@@ -175,7 +176,10 @@ def _run(settings: Settings, log: logging.Logger, stop: SignalStop) -> int:
         report = _runner(settings, log, stop).run()
     except BaseException:
         # Even a crash must not leave the Lease held until it expires.
-        guard.finish(PassReport(settings.sync_pass_number, started_at="", reason="crashed", exit_code=1))
+        crashed = PassReport(
+            settings.sync_pass_number, started_at="", reason=REASON_CRASHED, exit_code=ExitCode.SYMBOLS_FAILED
+        )
+        guard.finish(crashed)
         raise
     # The local summary first: it costs nothing, while the API calls may time out.
     _publish(report, settings, log)

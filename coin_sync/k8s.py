@@ -42,14 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from coin_sync.config import Settings
-from coin_sync.summary import (
-    REASON_BACKEND_DOWN,
-    REASON_BACKEND_LOST,
-    REASON_LOCK_HELD,
-    REASON_SYMBOLS_UNUSABLE,
-    STATUS_OK,
-    PassReport,
-)
+from coin_sync.summary import BACKEND_REASONS, REASON_LOCK_HELD, STATUS_OK, PassReport
 
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 SA_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -73,7 +66,6 @@ EVENT_PARTIAL = "SyncPartial"
 EVENT_FAILED = "SyncFailed"
 EVENT_BACKEND = "BackendUnavailable"
 EVENT_SKIPPED = "SyncSkipped"
-BACKEND_REASONS = frozenset({REASON_BACKEND_DOWN, REASON_SYMBOLS_UNUSABLE, REASON_BACKEND_LOST})
 
 LockState = Literal["acquired", "held", "unavailable", "inactive"]
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import signal
 import threading
 import time
 from collections import deque
@@ -21,8 +20,9 @@ from datetime import UTC, datetime
 from coin_sync.client import BackendClient
 from coin_sync.config import Settings, redact_url
 from coin_sync.retry import BackendError, RetriesExhausted, call_with_retries
-from coin_sync.signals import SIGNAL_EXIT, Interrupted, SignalStop, signal_name
+from coin_sync.signals import Interrupted, SignalStop, exit_code_for_signal, signal_name
 from coin_sync.summary import (
+    BACKEND_REASONS,
     REASON_BACKEND_DOWN,
     REASON_BACKEND_LOST,
     REASON_DEADLINE,
@@ -49,8 +49,8 @@ HEALTH_MAX_WAIT = 5.0
 def exit_code_for(reason: str, results: list[SymbolResult], signum: int | None) -> ExitCode:
     """Pure: the documented exit code for how a pass ended."""
     if reason == REASON_INTERRUPTED and signum is not None:
-        return SIGNAL_EXIT[signal.Signals(signum)]
-    if reason in (REASON_BACKEND_DOWN, REASON_SYMBOLS_UNUSABLE, REASON_BACKEND_LOST):
+        return exit_code_for_signal(signum)
+    if reason in BACKEND_REASONS:
         return ExitCode.BACKEND_UNAVAILABLE
     if any(r.status != STATUS_OK for r in results):
         return ExitCode.SYMBOLS_FAILED

@@ -12,6 +12,11 @@ from coin_sync.summary import ExitCode
 SIGNAL_EXIT = {signal.SIGINT: ExitCode.SIGINT, signal.SIGTERM: ExitCode.SIGTERM}
 
 
+def exit_code_for_signal(signum: int | None) -> ExitCode:
+    """130 for SIGINT, 143 for SIGTERM (and, as the safe default, for anything else)."""
+    return SIGNAL_EXIT.get(signal.Signals(signum), ExitCode.SIGTERM) if signum else ExitCode.SIGTERM
+
+
 class Interrupted(BaseException):
     """Raised out of a wait when a signal arrives in a phase with nothing to finish.
 
@@ -38,8 +43,7 @@ class SignalStop:
         return restore
 
     def exit_code(self) -> int:
-        """143/130 for the signal received (143 if none was, as a safe default)."""
-        return int(SIGNAL_EXIT.get(signal.Signals(self.signum), ExitCode.SIGTERM)) if self.signum else ExitCode.SIGTERM
+        return int(exit_code_for_signal(self.signum))
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum

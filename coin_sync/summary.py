@@ -31,6 +31,9 @@ REASON_BACKEND_LOST = "backend_lost"
 REASON_INTERRUPTED = "interrupted"
 REASON_LOCK_HELD = "lock_held"
 REASON_LOCK_UNAVAILABLE = "lock_unavailable"
+REASON_CRASHED = "crashed"  # the pass raised; only the Lease release and the status see it
+# Every reason that ends a pass with exit 3 and a BackendUnavailable Event.
+BACKEND_REASONS = frozenset({REASON_BACKEND_DOWN, REASON_SYMBOLS_UNUSABLE, REASON_BACKEND_LOST})
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"

@@ -248,7 +248,6 @@ def event_body(report: PassReport, ident: Identity, now: datetime) -> dict[str, 
 def status_record(report: PassReport, ident: Identity, now: datetime) -> dict[str, Any]:
     """The last pass of one shard, as stored under `shard-<index>`."""
     totals = report.totals()
-    failures = report.failures
     return {
         "shard": report.shard_index,
         "shard_count": report.shard_count,
@@ -266,11 +265,8 @@ def status_record(report: PassReport, ident: Identity, now: datetime) -> dict[st
         "duration": totals["duration"],
         "pod": ident.pod,
         "job": ident.job,
-        "failed_total": len(failures),
-        "failed_symbols": [
-            {"symbol": r.symbol, "error": (r.error or r.status)[:STATUS_ERROR_LIMIT]}
-            for r in failures[:STATUS_FAILED_LIMIT]
-        ],
+        "failed_total": len(report.failures),
+        "failed_symbols": report.failed_symbols(limit=STATUS_FAILED_LIMIT, error_chars=STATUS_ERROR_LIMIT),
     }
 
 

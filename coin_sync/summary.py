@@ -76,6 +76,10 @@ class PassReport:
     def failures(self) -> list[SymbolResult]:
         return [r for r in self.results if r.status in (STATUS_FAILED, STATUS_INTERRUPTED)]
 
+    def failed_symbols(self, limit: int, error_chars: int) -> list[dict[str, str]]:
+        """The first `limit` failures as {"symbol", "error"}, errors cut to `error_chars`."""
+        return [{"symbol": r.symbol, "error": (r.error or r.status)[:error_chars]} for r in self.failures[:limit]]
+
     def totals(self) -> dict[str, Any]:
         return {
             "symbols": len(self.results),
@@ -123,14 +127,13 @@ def write_summary_file(report: PassReport, path: Path) -> None:
 
 def termination_message(report: PassReport, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
     """Compact JSON that fits the kubelet's limit; drops failed-symbol detail first."""
-    failed = [{"symbol": r.symbol, "error": (r.error or r.status)[:200]} for r in report.failures]
     body: dict[str, Any] = {
         "exit_code": int(report.exit_code),
         "reason": report.reason,
         "pass": report.pass_number,
         "finished_at": report.finished_at,
         **{k: v for k, v in report.totals().items()},
-        "failed_symbols": failed[:20],
+        "failed_symbols": report.failed_symbols(limit=20, error_chars=200),
     }
     while True:
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))

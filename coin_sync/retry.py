@@ -84,7 +84,7 @@ def backoff_delay(retry: int, first: float, cap: float, rand: float) -> float:
     """Delay before retry number `retry` (0-based): first * 2**retry, jittered to
     75-125 % so parallel workers do not retry in lockstep, capped at `cap`."""
     base: float = first * (2 ** min(retry, 62))
-    return min(cap, MAX_SINGLE_WAIT, base * (0.75 + 0.5 * rand))
+    return min(cap, base * (0.75 + 0.5 * rand))
 
 
 @dataclass
@@ -143,7 +143,7 @@ def call_with_retries(
             delay = backoff_delay(retry, first_delay, max_delay, rand())
             if error.retry_after is not None:
                 delay = max(delay, error.retry_after)
-            delay = min(delay, MAX_SINGLE_WAIT)
+            delay = min(delay, MAX_SINGLE_WAIT)  # the one clamp, after Retry-After
             if on_retry is not None:
                 on_retry(attempts, error, delay)
             halt.wait(delay)

@@ -14,7 +14,7 @@ Usage (coin_sync/cli.py)::
     guard = open_guard(settings, log)
     outcome = guard.acquire()      # "acquired" | "held" | "unavailable" | "inactive"
     ...                            # run (or skip) the pass
-    guard.finish(report)           # Event, status record, release the Lease
+    guard.finish(report)           # release the Lease, status record, Event
 
 Status record: ConfigMap STATUS_CONFIGMAP, key ``shard-<index>``, value a JSON object
 (see `status_record`). A table of every shard (the README documents the same line)::

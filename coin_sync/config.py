@@ -1,290 +1,153 @@
 """Settings: one typed object built from defaults < YAML file < environment < flags.
 
-Every setting is described once in FIELDS (env name, parser, default, help); the
-command line, the YAML loader, the banner and the docs all read that table, so a new
-setting cannot be half-wired. All validation happens here and fails with ConfigError,
-whose message is one Spanish line naming the setting.
+Each setting is declared once, as a field of its group's dataclass: its default, its
+environment name, its parser and its help text sit together. The command line, the YAML
+loader, the banner and the docs all read the table derived from those declarations
+(FIELDS), so a new setting cannot be half-wired. All validation happens here and fails
+with ConfigError, whose message is one Spanish line naming the setting.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-# Far above any sane value (115 days in seconds), far below what breaks timers.
-MAX_NUMBER = 10_000_000
-MAX_CONCURRENCY = 1024
+from coin_sync import parsing as p
+
+SPEC = "coin_sync.setting"
 
 
 class ConfigError(Exception):
     """A bad setting. str(error) is the one-line message shown to the user."""
 
 
-# --- parsers: raw text -> typed value, raising ValueError with a Spanish reason ----------
-
-
-def _numeric(
-    kind: type[int] | type[float],
-    minimum: float,
-    *,
-    exclusive: bool = False,
-    maximum: float = MAX_NUMBER,
-) -> Callable[[str], Any]:
-    """A parser for numbers of `kind` in [minimum, maximum] ((minimum, ...] if exclusive)."""
-
-    def parse(text: str) -> int | float:
-        try:
-            value = kind(text.strip())
-        except ValueError:
-            raise ValueError("debe ser un número entero" if kind is int else "debe ser un número") from None
-        if not math.isfinite(value):
-            raise ValueError("debe ser un número finito")
-        if exclusive and value <= minimum:
-            raise ValueError(f"debe ser mayor que {minimum:g}")
-        if value < minimum:
-            raise ValueError("no puede ser negativo" if minimum == 0 else f"debe ser al menos {minimum:g}")
-        if value > maximum:
-            raise ValueError(f"es demasiado grande (máximo {maximum:g})")
-        return value
-
-    return parse
-
-
-_non_negative = _numeric(float, 0)
-_positive = _numeric(float, 0, exclusive=True)
-_non_negative_int = _numeric(int, 0)
-_positive_int = _numeric(int, 1)
-_concurrency = _numeric(int, 1, maximum=MAX_CONCURRENCY)
-
-
-def _http_url(text: str) -> str:
-    url = text.strip().rstrip("/")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("debe ser una URL http:// o https:// con host")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-    except ValueError:
-        raise ValueError("tiene un puerto inválido") from None
-    return url
-
-
-def _choice(*options: str, upper: bool = False) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().upper() if upper else text.strip().lower()
-        if value not in options:
-            raise ValueError("debe ser uno de: " + ", ".join(options))
-        return value
-
-    return parse
-
-
-def _boolean(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("debe ser true o false")
-
-
-def _text(text: str) -> str:
-    return text.strip()
-
-
-def _path(text: str) -> Path:
-    return Path(text.strip())
-
-
-def _symbol_list(text: str) -> tuple[str, ...]:
-    # Kept raw, empty entries included: normalisation warns about bad names, and
-    # warnings need logging, which is not set up yet while settings load.
-    return tuple(text.split(",")) if text.strip() else ()
-
-
-def redact_url(url: str) -> str:
-    """The URL without any user:password, for logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"****@{host}", parts.path, parts.query, parts.fragment))
-
-
-# --- the table ------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class Field:
+class Spec:
     env: str
-    attr: str
     parse: Callable[[str], Any]
     help: str
     secret: bool = False
-    in_banner: bool = True
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.env.lower().replace("_", "-")
 
 
-FIELDS: tuple[Field, ...] = (
-    Field("BACKEND_URL", "backend_url", _http_url, "URL base del backend"),
-    Field(
-        "SYMBOLS_TO_SYNC",
-        "symbols_to_sync",
-        _symbol_list,
-        "símbolos separados por comas; vacío = todos los de /api/symbols",
-    ),
-    Field("SYNC_CONCURRENCY", "sync_concurrency", _concurrency, "sincronizaciones en curso a la vez (1 = secuencial)"),
-    Field("HTTP_TIMEOUT", "http_timeout", _positive, "timeout de lectura de una petición, en segundos"),
-    Field(
-        "MAX_RETRIES",
-        "max_retries",
-        _non_negative_int,
-        "reintentos tras el primer intento (máximo MAX_RETRIES+1 intentos)",
-    ),
-    Field(
-        "RETRY_DELAY_SECONDS",
-        "retry_delay_seconds",
-        _non_negative,
-        "primera espera entre reintentos; se duplica en cada uno",
-    ),
-    Field("RETRY_MAX_DELAY_SECONDS", "retry_max_delay_seconds", _non_negative, "tope de una espera entre reintentos"),
-    Field(
+def setting(env: str, parse: Callable[[str], Any], help: str, default: Any, *, secret: bool = False) -> Any:
+    return field(default=default, repr=not secret, metadata={SPEC: Spec(env, parse, help, secret)})
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    url: str = setting("BACKEND_URL", p.http_url, "URL base del backend", "http://backend:8888")
+    token: str | None = setting(
+        "BACKEND_TOKEN", p.text, "token enviado como 'Authorization: Bearer'; nunca se registra", None, secret=True
+    )
+    token_file: Path | None = setting(
+        "BACKEND_TOKEN_FILE", p.path, "fichero con el token (alternativa a BACKEND_TOKEN)", None
+    )
+    http_timeout: float = setting("HTTP_TIMEOUT", p.positive, "timeout de lectura de una petición, en segundos", 300.0)
+    wait_seconds: float = setting(
         "BACKEND_WAIT_SECONDS",
-        "backend_wait_seconds",
-        _non_negative,
+        p.non_negative,
         "cuánto esperar a que /health responda sano antes de rendirse (salida 3)",
-    ),
-    Field(
-        "PASS_DEADLINE_SECONDS",
-        "pass_deadline_seconds",
-        _non_negative,
-        "0 = sin límite; si no, deja de despachar tras ese tiempo",
-    ),
-    Field(
-        "SHUTDOWN_GRACE_SECONDS",
-        "shutdown_grace_seconds",
-        _non_negative,
-        "tras SIGTERM/SIGINT, cuánto pueden terminar las sincronizaciones en curso",
-    ),
-    Field(
-        "SYNC_INTERVAL_SECONDS",
-        "sync_interval_seconds",
-        _positive,
-        "solo para 'loop': segundos entre el inicio de dos pasadas",
-    ),
-    Field("SYNC_PASS_NUMBER", "sync_pass_number", _positive_int, "el N de las líneas INICIO/FIN"),
-    Field(
-        "BACKEND_TOKEN",
-        "backend_token",
-        _text,
-        "token enviado como 'Authorization: Bearer'; nunca se registra",
-        secret=True,
-    ),
-    Field("BACKEND_TOKEN_FILE", "backend_token_file", _path, "fichero con el token (alternativa a BACKEND_TOKEN)"),
-    Field("SHARD_COUNT", "shard_count", _positive_int, "número de fragmentos (shards)"),
-    Field(
-        "SHARD_INDEX",
-        "shard_index",
-        _non_negative_int,
-        "fragmento de esta pasada (por defecto JOB_COMPLETION_INDEX o 0)",
-    ),
-    Field("LOG_LEVEL", "log_level", _choice(*LOG_LEVELS, upper=True), "nivel de log"),
-    Field("LOG_DIR", "log_dir", _path, "carpeta de los ficheros de log diarios"),
-    Field(
-        "LOG_FORMAT",
-        "log_format",
-        _choice("text", "json"),
-        "formato de stdout: text o json (los ficheros siempre en texto)",
-    ),
-    Field("SUMMARY_FILE", "summary_file", _path, "escribe el resumen de la pasada en JSON ahí"),
-    Field(
-        "TERMINATION_MESSAGE_PATH",
-        "termination_message_path",
-        _path,
-        "resumen breve para 'kubectl describe' (si existe y se puede escribir)",
-    ),
-    Field(
-        "K8S_INTEGRATION",
-        "k8s_integration",
-        _choice("auto", "on", "off"),
-        "integración con Kubernetes: auto (dentro de un clúster), on, off",
-    ),
-    Field(
-        "K8S_LOCK_REQUIRED",
-        "k8s_lock_required",
-        _boolean,
-        "true: sin acceso a la API de Kubernetes la pasada termina con salida 3",
-    ),
-    Field("LEASE_NAME", "lease_name", _text, "nombre del Lease usado como cerrojo de la pasada"),
-    Field("LEASE_DURATION_SECONDS", "lease_duration_seconds", _positive_int, "duración del Lease, en segundos"),
-    Field("STATUS_CONFIGMAP", "status_configmap", _text, "ConfigMap con el estado de la última pasada"),
-    Field("POD_NAME", "pod_name", _text, "nombre del pod (API downward)", in_banner=False),
-    Field("POD_NAMESPACE", "pod_namespace", _text, "namespace del pod (API downward)", in_banner=False),
-    Field("JOB_NAME", "job_name", _text, "nombre del Job propietario (API downward)", in_banner=False),
-    Field("JOB_UID", "job_uid", _text, "uid del Job propietario (API downward)", in_banner=False),
-    Field("POD_UID", "pod_uid", _text, "uid del pod (API downward)", in_banner=False),
-)
+        60.0,
+    )
 
-FIELDS_BY_ENV = {f.env: f for f in FIELDS}
+
+@dataclass(frozen=True)
+class RetrySettings:
+    max_retries: int = setting(
+        "MAX_RETRIES", p.non_negative_int, "reintentos tras el primer intento (máximo MAX_RETRIES+1 intentos)", 3
+    )
+    delay_seconds: float = setting(
+        "RETRY_DELAY_SECONDS", p.non_negative, "primera espera entre reintentos; se duplica en cada uno", 10.0
+    )
+    max_delay_seconds: float = setting(
+        "RETRY_MAX_DELAY_SECONDS", p.non_negative, "tope de una espera entre reintentos", 60.0
+    )
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    symbols: tuple[str, ...] = setting(
+        "SYMBOLS_TO_SYNC", p.symbol_list, "símbolos separados por comas; vacío = todos los de /api/symbols", ()
+    )
+    concurrency: int = setting(
+        "SYNC_CONCURRENCY", p.concurrency, "sincronizaciones en curso a la vez (1 = secuencial)", 8
+    )
+    deadline_seconds: float = setting(
+        "PASS_DEADLINE_SECONDS", p.non_negative, "0 = sin límite; si no, deja de despachar tras ese tiempo", 0.0
+    )
+    shutdown_grace_seconds: float = setting(
+        "SHUTDOWN_GRACE_SECONDS",
+        p.non_negative,
+        "tras SIGTERM/SIGINT, cuánto pueden terminar las sincronizaciones en curso",
+        20.0,
+    )
+    interval_seconds: float = setting(
+        "SYNC_INTERVAL_SECONDS", p.positive, "solo para 'loop': segundos entre el inicio de dos pasadas", 60.0
+    )
+    pass_number: int = setting("SYNC_PASS_NUMBER", p.positive_int, "el N de las líneas INICIO/FIN", 1)
+    shard_count: int = setting("SHARD_COUNT", p.positive_int, "número de fragmentos (shards)", 1)
+    shard_index: int = setting(
+        "SHARD_INDEX", p.non_negative_int, "fragmento de esta pasada (por defecto JOB_COMPLETION_INDEX o 0)", 0
+    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = setting("LOG_LEVEL", p.choice(*p.LOG_LEVELS, upper=True), "nivel de log", "INFO")
+    dir: Path = setting("LOG_DIR", p.path, "carpeta de los ficheros de log diarios", Path("/logs"))
+    format: str = setting(
+        "LOG_FORMAT", p.choice("text", "json"), "formato de stdout: text o json (los ficheros siempre en texto)", "text"
+    )
+    summary_file: Path | None = setting("SUMMARY_FILE", p.path, "escribe el resumen de la pasada en JSON ahí", None)
+    termination_message_path: Path = setting(
+        "TERMINATION_MESSAGE_PATH",
+        p.path,
+        "resumen breve para 'kubectl describe' (si existe y se puede escribir)",
+        Path("/dev/termination-log"),
+    )
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    integration: str = setting(
+        "K8S_INTEGRATION",
+        p.choice("auto", "on", "off"),
+        "integración con Kubernetes: auto (dentro de un clúster), on, off",
+        "auto",
+    )
+    lock_required: bool = setting(
+        "K8S_LOCK_REQUIRED", p.boolean, "true: sin acceso a la API de Kubernetes la pasada termina con salida 3", False
+    )
+    lease_name: str = setting("LEASE_NAME", p.text, "nombre del Lease usado como cerrojo de la pasada", "coin-sync-lock")
+    lease_duration_seconds: int = setting(
+        "LEASE_DURATION_SECONDS", p.positive_int, "duración del Lease, en segundos", 60
+    )
+    status_configmap: str = setting(
+        "STATUS_CONFIGMAP", p.text, "ConfigMap con el estado de la última pasada", "coin-sync-status"
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
-    backend_url: str = "http://backend:8888"
-    symbols_to_sync: tuple[str, ...] = ()
-    sync_concurrency: int = 8
-    http_timeout: float = 300.0
-    max_retries: int = 3
-    retry_delay_seconds: float = 10.0
-    retry_max_delay_seconds: float = 60.0
-    backend_wait_seconds: float = 60.0
-    pass_deadline_seconds: float = 0.0
-    shutdown_grace_seconds: float = 20.0
-    sync_interval_seconds: float = 60.0
-    sync_pass_number: int = 1
-    backend_token: str | None = field(default=None, repr=False)
-    backend_token_file: Path | None = None
-    shard_count: int = 1
-    shard_index: int = 0
-    log_level: str = "INFO"
-    log_dir: Path = Path("/logs")
-    log_format: str = "text"
-    summary_file: Path | None = None
-    termination_message_path: Path = Path("/dev/termination-log")
-    k8s_integration: str = "auto"
-    k8s_lock_required: bool = False
-    lease_name: str = "coin-sync-lock"
-    lease_duration_seconds: int = 60
-    status_configmap: str = "coin-sync-status"
-    pod_name: str = ""
-    pod_namespace: str = ""
-    job_name: str = ""
-    job_uid: str = ""
-    pod_uid: str = ""
+    backend: BackendSettings = field(default_factory=BackendSettings)
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    sync: SyncSettings = field(default_factory=SyncSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     config_file: Path | None = None
 
     def describe(self) -> list[tuple[str, str]]:
         """(ENV_NAME, shown value) pairs for the banner; secrets masked."""
         shown = []
         for f in FIELDS:
-            if not f.in_banner:
-                continue
-            value = getattr(self, f.attr)
+            value = f.value(self)
             if f.secret:
                 text = "****" if value else "(no definido)"
-            elif f.attr == "backend_url":
-                text = redact_url(value)
+            elif f.env == "BACKEND_URL":
+                text = p.redact_url(value)
             elif isinstance(value, tuple):
                 text = ",".join(value) or "(todos)"
             elif value is None:
@@ -293,6 +156,68 @@ class Settings:
                 text = str(value)
             shown.append((f.env, text))
         return shown
+
+
+@dataclass(frozen=True)
+class Field:
+    """One setting as the outside world names it (env, flag) and where it lives."""
+
+    env: str
+    group: str
+    name: str
+    spec: Spec
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.env.lower().replace("_", "-")
+
+    @property
+    def help(self) -> str:
+        return self.spec.help
+
+    @property
+    def secret(self) -> bool:
+        return self.spec.secret
+
+    def value(self, settings: Settings) -> Any:
+        return getattr(getattr(settings, self.group), self.name)
+
+    def default(self) -> Any:
+        return self.value(Settings())
+
+
+def _fields() -> Iterator[Field]:
+    for group in fields(Settings):
+        if not isinstance(group.default_factory, type):
+            continue
+        for f in fields(group.default_factory):
+            yield Field(f.metadata[SPEC].env, group.name, f.name, f.metadata[SPEC])
+
+
+FIELDS: tuple[Field, ...] = tuple(_fields())
+FIELDS_BY_ENV = {f.env: f for f in FIELDS}
+
+
+def setting_names() -> list[str]:
+    """Every settable name, for docs and tests."""
+    return [f.env for f in FIELDS]
+
+
+def settings_from(values: Mapping[str, Any], config_file: Path | None = None) -> Settings:
+    """Settings from typed values keyed by ENV name; the rest keep their defaults."""
+    groups: dict[str, dict[str, Any]] = {}
+    for env, value in values.items():
+        f = FIELDS_BY_ENV[env]
+        groups.setdefault(f.group, {})[f.name] = value
+    base = Settings()
+    return replace(
+        base,
+        config_file=config_file,
+        **{group: replace(getattr(base, group), **kw) for group, kw in groups.items()},
+    )
+
+
+# --- layers ------------------------------------------------------------------------------
 
 
 def _yaml_layer(path: Path) -> dict[str, str]:
@@ -319,7 +244,7 @@ def _yaml_layer(path: Path) -> dict[str, str]:
         name = str(key)
         if name not in FIELDS_BY_ENV:
             raise ConfigError(f"CONFIG_FILE: clave desconocida {name!r} en {str(path)!r}")
-        if isinstance(value, list) and name == "SYMBOLS_TO_SYNC":
+        if isinstance(value, list) and FIELDS_BY_ENV[name].spec.parse is p.symbol_list:
             layer[name] = ",".join(str(item) for item in value)
         elif isinstance(value, (dict, list)):
             raise ConfigError(f"{name}: valor inválido en {str(path)!r}: debe ser un valor simple")
@@ -362,37 +287,29 @@ def load_settings(
     raw.update(_env_layer(environ))
     raw.update(given_flags)
 
-    values: dict[str, Any] = {"config_file": config_path}
+    values: dict[str, Any] = {}
     for name, text in raw.items():
-        f = FIELDS_BY_ENV[name]
+        spec = FIELDS_BY_ENV[name].spec
         try:
-            values[f.attr] = f.parse(text)
+            values[name] = spec.parse(text)
         except ValueError as exc:
-            shown = "****" if f.secret else repr(text)
+            shown = "****" if spec.secret else repr(text)
             raise ConfigError(f"{name}: valor inválido {shown}: {exc}") from None
-    settings = Settings(**values)
-    return _validated(settings)
+    return _validated(settings_from(values, config_path))
 
 
 def _validated(settings: Settings) -> Settings:
-    if settings.shard_index >= settings.shard_count:
+    sync, backend = settings.sync, settings.backend
+    if sync.shard_index >= sync.shard_count:
         raise ConfigError(
-            f"SHARD_INDEX: valor inválido {settings.shard_index}: debe ser menor que "
-            f"SHARD_COUNT ({settings.shard_count})"
+            f"SHARD_INDEX: valor inválido {sync.shard_index}: debe ser menor que SHARD_COUNT ({sync.shard_count})"
         )
-    if settings.backend_token and settings.backend_token_file:
+    if backend.token and backend.token_file:
         raise ConfigError("BACKEND_TOKEN_FILE: no se puede usar junto con BACKEND_TOKEN")
-    if settings.backend_token_file is not None:
-        path = settings.backend_token_file
-        try:
-            from_file = path.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or "no es texto UTF-8"
-            raise ConfigError(f"BACKEND_TOKEN_FILE: no se puede leer {str(path)!r}: {reason}") from None
-        if not from_file:
-            raise ConfigError(f"BACKEND_TOKEN_FILE: {str(path)!r} está vacío")
-        settings = replace(settings, backend_token=from_file)
-    token = settings.backend_token
+    if backend.token_file is not None:
+        backend = replace(backend, token=_read_token(backend.token_file))
+        settings = replace(settings, backend=backend)
+    token = backend.token
     if token and not all("!" <= c <= "~" for c in token):
         # It travels in an HTTP header: visible ASCII only (no spaces, newlines or
         # letters outside latin-1 that http.client cannot encode).
@@ -400,6 +317,12 @@ def _validated(settings: Settings) -> Settings:
     return settings
 
 
-def setting_names() -> list[str]:
-    """Every settable name, for docs and tests."""
-    return [f.env for f in FIELDS]
+def _read_token(path: Path) -> str:
+    try:
+        from_file = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "no es texto UTF-8"
+        raise ConfigError(f"BACKEND_TOKEN_FILE: no se puede leer {str(path)!r}: {reason}") from None
+    if not from_file:
+        raise ConfigError(f"BACKEND_TOKEN_FILE: {str(path)!r} está vacío")
+    return from_file

@@ -1,0 +1,182 @@
+"""How a pass ended: exit codes, end reasons, symbol statuses and the report.
+
+Every way a pass can end is one `EndReason` member. Each member carries what the rest of
+the program derives from it (exit code, Kubernetes Event, log level), so no other
+module maps reasons to codes. `PassReport.exit_code` is derived, never stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import asdict, dataclass, field
+from enum import Enum, IntEnum, StrEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    SYMBOLS_FAILED = 1
+    BAD_CONFIG = 2
+    BACKEND_UNAVAILABLE = 3
+    SIGINT = 130
+    SIGTERM = 143
+
+    @property
+    def log_level(self) -> int:
+        """How loudly a pass that ended with this code is logged (FIN line, loop)."""
+        if self is ExitCode.OK:
+            return logging.INFO
+        if self in (ExitCode.BAD_CONFIG, ExitCode.BACKEND_UNAVAILABLE):
+            return logging.ERROR
+        return logging.WARNING
+
+
+def exit_code_for_signal(signum: int | None) -> ExitCode:
+    """130 for SIGINT, 143 for SIGTERM (and, as the safe default, for anything else)."""
+    return ExitCode.SIGINT if signum == signal.SIGINT else ExitCode.SIGTERM
+
+
+def signal_name(signum: int) -> str:
+    """SIGTERM for 15; the bare number for a signal Python has no name for."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+class SymbolStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # never dispatched (deadline, signal, backend lost)
+    INTERRUPTED = "interrupted"  # still in flight when the shutdown grace ran out
+
+
+# Kubernetes Event reasons, one per pass.
+EVENT_SUCCEEDED = "SyncSucceeded"
+EVENT_PARTIAL = "SyncPartial"
+EVENT_FAILED = "SyncFailed"
+EVENT_BACKEND = "BackendUnavailable"
+EVENT_SKIPPED = "SyncSkipped"
+
+
+class EndReason(Enum):
+    """Why a pass ended. value: the word machines read (summary, Events, status record).
+
+    exit_code None means "from the signal" (130/143); event None means "SyncPartial when
+    some symbol synced, else SyncFailed".
+    """
+
+    OK = ("ok", ExitCode.OK, EVENT_SUCCEEDED)
+    NOTHING_TO_SYNC = ("nothing_to_sync", ExitCode.OK, EVENT_SUCCEEDED)
+    SYMBOLS_FAILED = ("symbols_failed", ExitCode.SYMBOLS_FAILED, None)
+    DEADLINE = ("deadline", ExitCode.SYMBOLS_FAILED, None)
+    BACKEND_UNAVAILABLE = ("backend_unavailable", ExitCode.BACKEND_UNAVAILABLE, EVENT_BACKEND)
+    SYMBOLS_UNUSABLE = ("symbols_unusable", ExitCode.BACKEND_UNAVAILABLE, EVENT_BACKEND)
+    BACKEND_LOST = ("backend_lost", ExitCode.BACKEND_UNAVAILABLE, EVENT_BACKEND)
+    INTERRUPTED = ("interrupted", None, None)
+    LOCK_HELD = ("lock_held", ExitCode.OK, EVENT_SKIPPED)
+    LOCK_UNAVAILABLE = ("lock_unavailable", ExitCode.BACKEND_UNAVAILABLE, EVENT_FAILED)
+    CRASHED = ("crashed", ExitCode.SYMBOLS_FAILED, EVENT_FAILED)
+    BAD_CONFIG = ("bad_config", ExitCode.BAD_CONFIG, EVENT_FAILED)
+
+    def __init__(self, word: str, code: ExitCode | None, event: str | None) -> None:
+        self.word = word
+        self._code = code
+        self._event = event
+
+    def exit_code(self, signum: int | None = None) -> ExitCode:
+        return exit_code_for_signal(signum) if self._code is None else self._code
+
+    def event(self, exit_code: ExitCode, any_ok: bool) -> tuple[str, str]:
+        """(reason, type) of the one Event a pass posts."""
+        reason = self._event or (EVENT_PARTIAL if any_ok else EVENT_FAILED)
+        normal = reason in (EVENT_SUCCEEDED, EVENT_SKIPPED) and exit_code is ExitCode.OK
+        return reason, "Normal" if normal else "Warning"
+
+    @property
+    def ran(self) -> bool:
+        """False for the ends decided before any symbol could be synced by this pass."""
+        return self not in (EndReason.LOCK_HELD, EndReason.LOCK_UNAVAILABLE, EndReason.BAD_CONFIG)
+
+
+@dataclass
+class SymbolResult:
+    symbol: str
+    status: SymbolStatus
+    new_records: int = 0
+    attempts: int = 0
+    duration: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class PassReport:
+    pass_number: int
+    started_at: str
+    reason: EndReason = EndReason.OK
+    signum: int | None = None  # the signal that interrupted the pass
+    finished_at: str = ""
+    duration: float = 0.0
+    shard_index: int = 0
+    shard_count: int = 1
+    results: list[SymbolResult] = field(default_factory=list)
+    detail: str = ""  # one line for the end that has no symbol results (lock holder, crash)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.reason.exit_code(self.signum)
+
+    def count(self, status: SymbolStatus) -> int:
+        return sum(1 for r in self.results if r.status == status)
+
+    @property
+    def new_records(self) -> int:
+        return sum(r.new_records for r in self.results)
+
+    @property
+    def failures(self) -> list[SymbolResult]:
+        return [r for r in self.results if r.status in (SymbolStatus.FAILED, SymbolStatus.INTERRUPTED)]
+
+    def failed_symbols(self, limit: int, error_chars: int) -> list[dict[str, str]]:
+        """The first `limit` failures as {"symbol", "error"}, errors cut to `error_chars`."""
+        return [{"symbol": r.symbol, "error": (r.error or r.status)[:error_chars]} for r in self.failures[:limit]]
+
+    def event(self) -> tuple[str, str]:
+        return self.reason.event(self.exit_code, self.count(SymbolStatus.OK) > 0)
+
+    def totals(self) -> dict[str, Any]:
+        return {
+            "symbols": len(self.results),
+            "ok": self.count(SymbolStatus.OK),
+            "failed": self.count(SymbolStatus.FAILED),
+            "skipped": self.count(SymbolStatus.SKIPPED),
+            "interrupted": self.count(SymbolStatus.INTERRUPTED),
+            "new_records": self.new_records,
+            "duration": round(self.duration, 3),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pass_number": self.pass_number,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "exit_code": int(self.exit_code),
+            "reason": self.reason.word,
+            "shard": {"index": self.shard_index, "count": self.shard_count},
+            "totals": self.totals(),
+            "symbols": [{**asdict(r), "status": str(r.status), "duration": round(r.duration, 3)} for r in self.results],
+        }
+
+    def one_line(self, limit: int = 1024, max_failed: int = 5) -> str:
+        """Counts and the first failed symbols, for Events and humans."""
+        t = self.totals()
+        text = (
+            f"exit={int(self.exit_code)} reason={self.reason.word} ok={t['ok']} failed={t['failed']} "
+            f"skipped={t['skipped']} interrupted={t['interrupted']} new_records={t['new_records']} "
+            f"duration={t['duration']}s"
+        )
+        failed = self.failures[:max_failed]
+        if failed:
+            text += " first_failed=" + ", ".join(f"{r.symbol}: {r.error or r.status}" for r in failed)
+        return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,108 @@
+"""Pure parsers from a setting's raw text to its typed value.
+
+Each raises ValueError with a short Spanish reason; coin_sync.config adds the setting's
+name and value to make the one line the user sees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Far above any sane value (115 days in seconds), far below what breaks timers.
+MAX_NUMBER = 10_000_000
+MAX_CONCURRENCY = 1024
+
+
+def numeric(
+    kind: type[int] | type[float],
+    minimum: float,
+    *,
+    exclusive: bool = False,
+    maximum: float = MAX_NUMBER,
+) -> Callable[[str], Any]:
+    """A parser for numbers of `kind` in [minimum, maximum] ((minimum, ...] if exclusive)."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text.strip())
+        except ValueError:
+            raise ValueError("debe ser un número entero" if kind is int else "debe ser un número") from None
+        if not math.isfinite(value):
+            raise ValueError("debe ser un número finito")
+        if exclusive and value <= minimum:
+            raise ValueError(f"debe ser mayor que {minimum:g}")
+        if value < minimum:
+            raise ValueError("no puede ser negativo" if minimum == 0 else f"debe ser al menos {minimum:g}")
+        if value > maximum:
+            raise ValueError(f"es demasiado grande (máximo {maximum:g})")
+        return value
+
+    return parse
+
+
+non_negative = numeric(float, 0)
+positive = numeric(float, 0, exclusive=True)
+non_negative_int = numeric(int, 0)
+positive_int = numeric(int, 1)
+concurrency = numeric(int, 1, maximum=MAX_CONCURRENCY)
+
+
+def http_url(text: str) -> str:
+    url = text.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("debe ser una URL http:// o https:// con host")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError("tiene un puerto inválido") from None
+    return url
+
+
+def choice(*options: str, upper: bool = False) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().upper() if upper else text.strip().lower()
+        if value not in options:
+            raise ValueError("debe ser uno de: " + ", ".join(options))
+        return value
+
+    return parse
+
+
+def boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("debe ser true o false")
+
+
+def text(raw: str) -> str:
+    return raw.strip()
+
+
+def path(raw: str) -> Path:
+    return Path(raw.strip())
+
+
+def symbol_list(raw: str) -> tuple[str, ...]:
+    # Kept raw, empty entries included: normalisation warns about bad names, and
+    # warnings need logging, which is not set up yet while settings load.
+    return tuple(raw.split(",")) if raw.strip() else ()
+
+
+def redact_url(url: str) -> str:
+    """The URL without any user:password, for logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"****@{host}", parts.path, parts.query, parts.fragment))

@@ -12,21 +12,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from coin_sync import __version__
-from coin_sync.config import FIELDS, ConfigError, Settings, load_settings, redact_url
+from coin_sync.config import FIELDS, ConfigError, Settings, load_settings
 from coin_sync.logs import setup_logging, shutdown_logging
-from coin_sync.signals import Interrupted, SignalStop
-from coin_sync.summary import (
-    REASON_CRASHED,
-    REASON_LOCK_HELD,
-    REASON_LOCK_UNAVAILABLE,
-    ExitCode,
-    PassReport,
-    write_summary_file,
-    write_termination_message,
-)
+from coin_sync.outcome import EndReason, ExitCode, PassReport
+from coin_sync.stop import Interrupted, Stop
 
 if TYPE_CHECKING:
-    from coin_sync.runner import PassRunner
+    from coin_sync.k8s import LockOutcome
+    from coin_sync.runner import PassContext
 
 COMMANDS = {
     "run": "una pasada de sincronización completa (por defecto)",
@@ -55,11 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--config", metavar="FICHERO", help="fichero YAML con las mismas claves que el entorno (CONFIG_FILE)"
     )
-    defaults = Settings()
     for f in FIELDS:
-        default = getattr(defaults, f.attr)
+        default = f.default()
         shown = "" if f.secret or default in (None, "", ()) else f" (por defecto: {default})"
-        group.add_argument(f.flag, dest=f.attr, metavar=f.env, help=f"{f.help}{shown}")
+        group.add_argument(f.flag, dest=f.env, metavar=f.env, help=f"{f.help}{shown}")
 
     parser = argparse.ArgumentParser(
         prog="coin-sync",
@@ -97,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(_with_default_command(argv))
     except SystemExit as exc:  # --help, --version, or a usage error (code 2)
         return int(exc.code or 0) if not isinstance(exc.code, str) else ExitCode.BAD_CONFIG
-    flags: dict[str, str | None] = {f.env: getattr(args, f.attr, None) for f in FIELDS}
+    flags: dict[str, str | None] = {f.env: getattr(args, f.env, None) for f in FIELDS}
     flags["CONFIG_FILE"] = getattr(args, "config", None)
     try:
         settings = load_settings(flags)
@@ -107,20 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     command: str = args.command or "run"
     if command == "loop":
         return _loop(settings, argv)
-    handlers: dict[str, Callable[[Settings, logging.Logger, SignalStop], int]] = {
+    handlers: dict[str, Callable[[Settings, logging.Logger, Stop], int]] = {
         "run": _run,
         "check": _check,
         "symbols": _symbols,
     }
     # First thing: a signal during the banner or the lock must still end in a FIN
     # line, a summary and 143/130, never in a KeyboardInterrupt traceback.
-    stop = SignalStop()
-    restore = stop.install()
+    stop = Stop()
+    restore = stop.listen()
     # `symbols` prints its answer on stdout; its logs must not mix into it.
     log = setup_logging(
-        settings.log_level,
-        settings.log_dir,
-        settings.log_format,
+        settings.log.level,
+        settings.log.dir,
+        settings.log.format,
         stream=sys.stderr if command == "symbols" else sys.stdout,
     )
     try:
@@ -130,15 +122,15 @@ def main(argv: list[str] | None = None) -> int:
         shutdown_logging()
 
 
-def _runner(settings: Settings, log: logging.Logger, stop: SignalStop) -> PassRunner:
+def _context(settings: Settings, log: logging.Logger, stop: Stop) -> PassContext:
     # Imported here: `--help` and config errors should not pay for requests/backoff.
-    from coin_sync.client import BackendClient, make_session
-    from coin_sync.runner import PassRunner
+    from coin_sync.client import make_client
+    from coin_sync.clock import RealClock
+    from coin_sync.runner import PassContext
 
-    session = make_session(settings.backend_token, settings.sync_concurrency)
-    client = BackendClient(settings.backend_url, session, settings.http_timeout)
-    log.info("Cliente del backend inicializado: %s", redact_url(settings.backend_url))
-    return PassRunner(settings, client, log, stop)
+    client = make_client(settings.backend, settings.sync.concurrency)
+    log.info("Cliente del backend inicializado: %s", client.shown_url)
+    return PassContext(settings, client, log, stop, RealClock())
 
 
 def _banner(settings: Settings, log: logging.Logger) -> None:
@@ -151,73 +143,82 @@ def _banner(settings: Settings, log: logging.Logger) -> None:
         log.info("  %s: %s", name, value)
 
 
-def _run(settings: Settings, log: logging.Logger, stop: SignalStop) -> int:
+def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
+    import os
+
+    from coin_sync.clock import RealClock
     from coin_sync.k8s import open_guard
+    from coin_sync.publish import publish
+    from coin_sync.runner import new_report
 
     _banner(settings, log)
-    guard = open_guard(settings, log)
-    outcome = guard.acquire()
-    if outcome.state == "held":
-        log.warning("Otra pasada está en curso (%s); se omite esta pasada", outcome.detail)
-        report = PassReport(settings.sync_pass_number, started_at="", reason=REASON_LOCK_HELD)
-        guard.finish(report)
-        return ExitCode.OK
-    if outcome.state == "unavailable" and settings.k8s_lock_required:
+    guard = open_guard(settings, log, os.environ)
+    try:
+        report = _guarded_pass(settings, log, stop, guard.acquire())
+    except ConfigError as exc:
+        log.error("Configuración inválida: %s", exc)
+        report = new_report(settings, RealClock(), EndReason.BAD_CONFIG)
+        report.detail = str(exc)
+    except Exception as exc:
+        # One line, no traceback: the report below says the rest, and the Lease must
+        # not stay held until it expires.
+        log.error("La pasada terminó por un error interno: %r", exc)
+        report = new_report(settings, RealClock(), EndReason.CRASHED)
+        report.detail = repr(exc)
+    return publish(report, settings, log, guard)
+
+
+def _guarded_pass(settings: Settings, log: logging.Logger, stop: Stop, lock: LockOutcome) -> PassReport:
+    from coin_sync.clock import RealClock
+    from coin_sync.runner import new_report, run_pass
+
+    if stop.signum is not None:
+        # SIGTERM/SIGINT while the lock was being taken: whatever its answer, this pass
+        # was interrupted before it began.
+        report = new_report(settings, RealClock(), EndReason.INTERRUPTED)
+        report.signum = stop.signum
+        return report
+    if lock.state == "held":
+        log.warning("Otra pasada está en curso (%s); se omite esta pasada", lock.detail)
+        report = new_report(settings, RealClock(), EndReason.LOCK_HELD)
+        report.detail = lock.detail
+        return report
+    if lock.state == "unavailable" and settings.kubernetes.lock_required:
         # open_guard already logged why, and that the pass will not run.
-        report = PassReport(
-            settings.sync_pass_number,
-            started_at="",
-            reason=REASON_LOCK_UNAVAILABLE,
-            exit_code=ExitCode.BACKEND_UNAVAILABLE,
-        )
-        guard.finish(report)
-        return ExitCode.BACKEND_UNAVAILABLE
+        report = new_report(settings, RealClock(), EndReason.LOCK_UNAVAILABLE)
+        report.detail = lock.detail
+        return report
+    return run_pass(_context(settings, log, stop))
+
+
+def _check(settings: Settings, log: logging.Logger, stop: Stop) -> int:
+    from coin_sync.health import wait_until_healthy
+
+    ctx = _context(settings, log, stop)
     try:
-        report = _runner(settings, log, stop).run()
-    except BaseException:
-        # Even a crash must not leave the Lease held until it expires.
-        crashed = PassReport(
-            settings.sync_pass_number, started_at="", reason=REASON_CRASHED, exit_code=ExitCode.SYMBOLS_FAILED
-        )
-        guard.finish(crashed)
-        raise
-    # The local summary first: it costs nothing, while the API calls may time out.
-    _publish(report, settings, log)
-    guard.finish(report)
-    return int(report.exit_code)
-
-
-def _publish(report: PassReport, settings: Settings, log: logging.Logger) -> None:
-    if settings.summary_file is not None:
-        try:
-            write_summary_file(report, settings.summary_file)
-        except OSError as exc:
-            log.error("No se pudo escribir SUMMARY_FILE %s: %s", settings.summary_file, exc.strerror or exc)
-        else:
-            log.info("Resumen escrito en %s", settings.summary_file)
-    write_termination_message(report, settings.termination_message_path)
-
-
-def _check(settings: Settings, log: logging.Logger, stop: SignalStop) -> int:
-    runner = _runner(settings, log, stop)
-    try:
-        with stop.abort_on_signal():
-            healthy, why = runner.wait_until_healthy()
+        with stop.raising():
+            healthy, why = wait_until_healthy(ctx.client, settings.backend.wait_seconds, ctx.clock, stop, log)
     except Interrupted:
-        return stop.exit_code()
+        healthy, why = False, ""
+    if stop.signum is not None:
+        return int(EndReason.INTERRUPTED.exit_code(stop.signum))
     if not healthy:
         log.error("El backend no está disponible: %s", why)
         return ExitCode.BACKEND_UNAVAILABLE
     return ExitCode.OK
 
 
-def _symbols(settings: Settings, log: logging.Logger, stop: SignalStop) -> int:
-    runner = _runner(settings, log, stop)
+def _symbols(settings: Settings, log: logging.Logger, stop: Stop) -> int:
+    from coin_sync.runner import resolve_symbols
+
+    ctx = _context(settings, log, stop)
     try:
-        with stop.abort_on_signal():
-            symbols = runner.resolve_symbols()
+        with stop.raising():
+            symbols = resolve_symbols(ctx)
     except Interrupted:
-        return stop.exit_code()
+        symbols = None
+    if stop.signum is not None:
+        return int(EndReason.INTERRUPTED.exit_code(stop.signum))
     if symbols is None:
         return ExitCode.BACKEND_UNAVAILABLE
     if not symbols:
@@ -233,7 +234,7 @@ def _loop(settings: Settings, argv: list[str]) -> int:
     # Every flag given to `loop` applies to each pass too.
     passthrough = list(argv)
     passthrough.remove("loop")
-    log = setup_logging(settings.log_level, settings.log_dir, settings.log_format)
+    log = setup_logging(settings.log.level, settings.log.dir, settings.log.format)
     try:
         _banner(settings, log)
         return run_loop(settings, [sys.executable, "-m", "coin_sync", "run", *passthrough], log)

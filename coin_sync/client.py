@@ -12,7 +12,10 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
-from coin_sync.retry import BackendError, parse_retry_after
+from coin_sync.config import BackendSettings
+from coin_sync.errors import BackendError, ErrorKind
+from coin_sync.parsing import redact_url
+from coin_sync.retry import parse_retry_after
 from coin_sync.symbols import parse_symbols_payload
 
 HEALTH_TIMEOUT = 5.0
@@ -31,6 +34,10 @@ def make_session(token: str | None, pool_size: int) -> requests.Session:
     if token:
         session.headers["Authorization"] = f"Bearer {token}"
     return session
+
+
+def make_client(settings: BackendSettings, pool_size: int) -> BackendClient:
+    return BackendClient(settings.url, make_session(settings.token, pool_size), settings.http_timeout)
 
 
 def _one_line(text: str) -> str:
@@ -61,38 +68,49 @@ class BackendClient:
         self.session = session
         self.timeout = (min(CONNECT_TIMEOUT, timeout), timeout)
 
-    def _request(self, method: str, path: str, timeout: tuple[float, float], **kwargs: Any) -> requests.Response:
+    @property
+    def shown_url(self) -> str:
+        return redact_url(self.base_url)
+
+    def _request(
+        self, method: str, path: str, timeout: tuple[float, float], *, unsafe: bool = False, **kwargs: Any
+    ) -> requests.Response:
+        """unsafe: the request changes the backend's state, so an answer that never came
+        (read timeout) leaves it possibly still running (may_still_run)."""
         try:
             return self.session.request(method, self.base_url + path, timeout=timeout, **kwargs)
         except requests.ConnectTimeout:
             # Never reached the backend: as safe to retry as a refused connection.
-            raise BackendError("timeout al conectar", kind="connection") from None
+            raise BackendError("timeout al conectar", ErrorKind.CONNECTION) from None
         except requests.Timeout:
-            raise BackendError(f"timeout de lectura ({timeout[1]:g} s)", kind="timeout") from None
+            message = f"timeout de lectura ({timeout[1]:g} s)"
+            raise BackendError(message, ErrorKind.TIMEOUT, may_still_run=unsafe) from None
         except requests.ConnectionError as exc:
-            raise BackendError(f"error de conexión: {_reason(exc)}", kind="connection") from None
+            raise BackendError(f"error de conexión: {_reason(exc)}", ErrorKind.CONNECTION) from None
         except requests.RequestException as exc:
-            raise BackendError(f"error HTTP: {_reason(exc)}", kind="connection") from None
+            raise BackendError(f"error HTTP: {_reason(exc)}", ErrorKind.CONNECTION) from None
 
-    def _json(self, response: requests.Response, what: str) -> Any:
+    def _json(self, response: requests.Response, what: str, *, unsafe: bool = False) -> Any:
         if response.status_code != 200:
             raise BackendError(
                 error_message(response),
-                kind="http",
+                ErrorKind.HTTP,
                 status=response.status_code,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                # A gateway's 504: the backend behind it may still be syncing.
+                may_still_run=unsafe and response.status_code == 504,
             )
         try:
             return response.json()
         except ValueError:
-            raise BackendError(f"respuesta no JSON de {what}", kind="body", status=200) from None
+            raise BackendError(f"respuesta no JSON de {what}", ErrorKind.BODY, status=200) from None
 
     def health(self, timeout: float = HEALTH_TIMEOUT) -> tuple[bool, str]:
         """(healthy, why not). Healthy means 200 and {"status": "healthy"}."""
         try:
             response = self._request("GET", "/health", (min(timeout, CONNECT_TIMEOUT), timeout))
         except BackendError as exc:
-            return False, exc.message
+            return False, str(exc)
         if response.status_code != 200:
             return False, error_message(response)
         try:
@@ -109,28 +127,22 @@ class BackendClient:
         try:
             return parse_symbols_payload(payload)
         except ValueError as exc:
-            raise BackendError(f"/api/symbols: {exc}", kind="body", status=200) from None
+            raise BackendError(f"/api/symbols: {exc}", ErrorKind.BODY, status=200) from None
 
     def sync(self, symbol: str) -> int:
         """New records stored for `symbol`."""
-        try:
-            response = self._request("POST", "/api/sync", self.timeout, json={"symbol": symbol})
-            payload = self._json(response, "/api/sync")
-        except BackendError as error:
-            # After a read timeout or a gateway's 504 the backend may still be syncing
-            # this symbol; sending it again could insert duplicate klines (contract).
-            if error.kind == "timeout" or error.status == 504:
-                error.may_still_run = True
-                error.message += " (el backend puede seguir sincronizándolo: no se reintenta en esta pasada)"
-            raise
+        # After a read timeout or a gateway's 504 the backend may still be syncing this
+        # symbol; sending it again could insert duplicate klines (contract).
+        response = self._request("POST", "/api/sync", self.timeout, unsafe=True, json={"symbol": symbol})
+        payload = self._json(response, "/api/sync", unsafe=True)
         if not isinstance(payload, dict):
-            raise BackendError("respuesta inesperada de /api/sync", kind="body", status=200)
+            raise BackendError("respuesta inesperada de /api/sync", ErrorKind.BODY, status=200)
         if payload.get("success") is False:
             message = payload.get("message") or payload.get("error") or "success=false"
-            raise BackendError(f"success=false: {_one_line(str(message))}", kind="rejected", status=200)
+            raise BackendError(f"success=false: {_one_line(str(message))}", ErrorKind.REJECTED, status=200)
         new_records = payload.get("new_records")
         if isinstance(new_records, bool) or not isinstance(new_records, int) or new_records < 0:
-            raise BackendError("respuesta de /api/sync sin 'new_records' válido", kind="body", status=200)
+            raise BackendError("respuesta de /api/sync sin 'new_records' válido", ErrorKind.BODY, status=200)
         return new_records
 
 

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from coin_sync.config import Settings
-from coin_sync.summary import BACKEND_REASONS, REASON_LOCK_HELD, STATUS_OK, PassReport
+from coin_sync.outcome import EndReason, PassReport
 
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 SA_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
@@ -121,28 +121,28 @@ class Identity:
         return f"{self.pod}_{os.getpid()}"
 
 
-def resolve_identity(settings: Settings, kubeconfig_namespace: str = "") -> Identity:
-    namespace = settings.pod_namespace or _read_text(SA_NAMESPACE_FILE) or kubeconfig_namespace \
+def resolve_identity(env: Mapping[str, str], kubeconfig_namespace: str = "") -> Identity:
+    namespace = env.get('POD_NAMESPACE', '') or _read_text(SA_NAMESPACE_FILE) or kubeconfig_namespace \
         or "default"
     return Identity(
         namespace=namespace,
         # In a pod the hostname is the pod name; elsewhere it still names the machine.
-        pod=settings.pod_name or socket.gethostname(),
-        job=settings.job_name,
-        job_uid=settings.job_uid,
-        pod_uid=settings.pod_uid,
+        pod=env.get('POD_NAME', '') or socket.gethostname(),
+        job=env.get('JOB_NAME', ''),
+        job_uid=env.get('JOB_UID', ''),
+        pod_uid=env.get('POD_UID', ''),
     )
 
 
 def lease_name(settings: Settings) -> str:
     """One lock per shard: shards of an Indexed Job must run side by side."""
-    if settings.shard_count > 1:
-        return f"{settings.lease_name}-{settings.shard_index}"
-    return settings.lease_name
+    if settings.sync.shard_count > 1:
+        return f"{settings.kubernetes.lease_name}-{settings.sync.shard_index}"
+    return settings.kubernetes.lease_name
 
 
 def status_key(settings: Settings) -> str:
-    return f"shard-{settings.shard_index}"
+    return f"shard-{settings.sync.shard_index}"
 
 
 def _read_text(path: Path) -> str:
@@ -197,15 +197,7 @@ def lease_expired(spec: Mapping[str, Any], now: datetime, default_duration: int)
 
 def event_kind(report: PassReport) -> tuple[str, str]:
     """(reason, type) of the one Event a pass posts."""
-    if report.reason == REASON_LOCK_HELD:
-        return EVENT_SKIPPED, "Normal"
-    if report.reason in BACKEND_REASONS:
-        return EVENT_BACKEND, "Warning"
-    if int(report.exit_code) == 0:
-        return EVENT_SUCCEEDED, "Normal"
-    if report.count(STATUS_OK) > 0:
-        return EVENT_PARTIAL, "Warning"
-    return EVENT_FAILED, "Warning"
+    return report.event()
 
 
 def event_message(report: PassReport) -> str:
@@ -256,7 +248,7 @@ def status_record(report: PassReport, ident: Identity, now: datetime) -> dict[st
         # A pass refused before it started (lock unavailable) has no times of its own.
         "finished_at": report.finished_at or now.astimezone(UTC).isoformat(timespec="seconds"),
         "exit_code": int(report.exit_code),
-        "reason": report.reason,
+        "reason": report.reason.word,
         "ok": totals["ok"],
         "failed": totals["failed"],
         "skipped": totals["skipped"],
@@ -418,9 +410,9 @@ class KubeGuard(PassGuard):
         self._log = log
         self._clock = clock
         self._lease_name = lease_name(settings)
-        self._duration = settings.lease_duration_seconds
-        self._lock_required = settings.k8s_lock_required
-        self._configmap = settings.status_configmap
+        self._duration = settings.kubernetes.lease_duration_seconds
+        self._lock_required = settings.kubernetes.lock_required
+        self._configmap = settings.kubernetes.status_configmap
         self._status_key = status_key(settings)
         self.renew_interval = self._duration / 3
         # The last Lease we wrote: its resourceVersion makes the next write conditional.
@@ -605,7 +597,7 @@ class KubeGuard(PassGuard):
         steps: list[tuple[str, Callable[[], None]]] = []
         if self._held:
             steps.append(("liberar el cerrojo", self._release))
-        if report.reason != REASON_LOCK_HELD:
+        if report.reason is not EndReason.LOCK_HELD:
             steps.append(("escribir el estado", lambda: self._write_status(report)))
         steps.append(("publicar el Event", lambda: self._post_event(report)))
         for what, step in steps:
@@ -625,7 +617,7 @@ class KubeGuard(PassGuard):
 
     def _post_event(self, report: PassReport) -> None:
         body = event_body(report, self._ident, self._clock())
-        if report.reason == REASON_LOCK_HELD and self._held_by:
+        if report.reason is EndReason.LOCK_HELD and self._held_by:
             # Who held the lock is the first thing an operator asks about a skipped pass.
             body["message"] = _fit(f"{body['message']} holder={self._held_by}")
         self._api.create_event(body)
@@ -659,16 +651,16 @@ class KubeGuard(PassGuard):
 
 
 def integration_active(settings: Settings, environ: Mapping[str, str]) -> bool:
-    if settings.k8s_integration == "off":
+    if settings.kubernetes.integration == "off":
         return False
-    if settings.k8s_integration == "on":
+    if settings.kubernetes.integration == "on":
         return True
     if not environ.get("KUBERNETES_SERVICE_HOST", "").strip():
         return False
     # A pod without a service-account token (automountServiceAccountToken: false, as the
     # chart renders it with the integration disabled) chose not to talk to the API: with
     # "auto" that is not an error worth a WARNING every pass. Unless the lock is required.
-    return settings.k8s_lock_required or Path(SA_TOKEN_FILE).exists()
+    return settings.kubernetes.lock_required or Path(SA_TOKEN_FILE).exists()
 
 
 def open_guard(settings: Settings, log: logging.Logger,
@@ -684,11 +676,11 @@ def open_guard(settings: Settings, log: logging.Logger,
         return PassGuard()
     try:
         api_client, kubeconfig_namespace = _load_api_client(env)
-        ident = resolve_identity(settings, kubeconfig_namespace)
+        ident = resolve_identity(env, kubeconfig_namespace)
         api = KubeApi(api_client, ident.namespace)
     except Exception as exc:  # config errors come in many types; fail open
         detail = f"no se pudo cargar su configuración: {' '.join(str(exc).split()) or type(exc).__name__}"
-        return _UnavailableGuard(detail, log, settings.k8s_lock_required)
+        return _UnavailableGuard(detail, log, settings.kubernetes.lock_required)
     return KubeGuard(api, ident, settings, log)
 
 

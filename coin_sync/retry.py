@@ -1,10 +1,11 @@
-"""Retry policy (pure functions) and the one place that runs calls under `backoff`."""
+"""Retry policy (pure functions and one value) and the one place that runs calls under
+`backoff`. Every wait goes through the Clock and the Stop it is given, so a stop cuts a
+60 s wait short and tests run the policy on virtual time."""
 
 from __future__ import annotations
 
 import email.utils
 import random
-import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,55 +13,34 @@ from typing import Generic, TypeVar
 
 import backoff
 
+from coin_sync.clock import Clock
+from coin_sync.config import RetrySettings
+from coin_sync.errors import BackendError
+from coin_sync.stop import Stop
+
 T = TypeVar("T")
 
-# 429 from a gateway, 500 when Binance or MongoDB failed, 502-504 from a proxy.
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-# No single wait longer than this, whatever Retry-After says: Event.wait overflows on
+# No single wait longer than this, whatever Retry-After says: Condition.wait overflows on
 # absurd values, and a pass that sleeps for a day is a hung pass.
 MAX_SINGLE_WAIT = 3600.0
 
 
-class BackendError(Exception):
-    """One failed request to the backend, already classified."""
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 3
+    first_delay: float = 10.0
+    max_delay: float = 60.0
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        kind: str,
-        status: int | None = None,
-        retry_after: float | None = None,
-        may_still_run: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.kind = kind  # "connection" | "timeout" | "http" | "body" | "rejected"
-        self.status = status
-        self.retry_after = retry_after
-        # The request may have reached the backend, which may still be working on it:
-        # re-sending a sync then would run the same symbol twice (duplicate klines).
-        self.may_still_run = may_still_run
+    @classmethod
+    def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
+        return cls(settings.max_retries, settings.delay_seconds, settings.max_delay_seconds)
 
-    @property
-    def retryable(self) -> bool:
-        return is_retryable(self.kind, self.status) and not self.may_still_run
-
-    @property
-    def means_backend_down(self) -> bool:
-        """Worth asking /health whether the backend itself is gone."""
-        return self.kind in ("connection", "timeout") or (self.status is not None and self.status >= 500)
-
-    def __str__(self) -> str:
-        return self.message
-
-
-def is_retryable(kind: str, status: int | None) -> bool:
-    if kind in ("connection", "timeout", "body"):
-        return True
-    if kind == "rejected":  # a deliberate success=false: the same answer again
-        return False
-    return status in RETRYABLE_STATUSES
+    def delay(self, retry: int, error: BackendError, rand: float) -> float:
+        """The wait before retry number `retry` (0-based) after `error`."""
+        delay = backoff_delay(retry, self.first_delay, self.max_delay, rand)
+        if error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        return min(delay, MAX_SINGLE_WAIT)  # the one clamp, after Retry-After
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -98,7 +78,7 @@ class RetriesExhausted(Exception):
         super().__init__(str(error))
         self.error = error
         self.attempts = attempts
-        self.cancelled = cancelled  # the pass halted while this call still had retries left
+        self.cancelled = cancelled  # the pass stopped while this call still had retries left
 
 
 OnRetry = Callable[[int, BackendError, float], None]
@@ -106,11 +86,10 @@ OnRetry = Callable[[int, BackendError, float], None]
 
 def call_with_retries(
     call: Callable[[], T],
+    policy: RetryPolicy,
+    clock: Clock,
+    stop: Stop,
     *,
-    max_retries: int,
-    first_delay: float,
-    max_delay: float,
-    halt: threading.Event,
     on_retry: OnRetry | None = None,
     rand: Callable[[], float] = random.random,
 ) -> Outcome[T]:
@@ -123,8 +102,8 @@ def call_with_retries(
 
     def attempt() -> T:
         nonlocal attempts, last_error
-        if last_error is not None and halt.is_set():
-            raise last_error  # halted during the wait: no further request
+        if last_error is not None and stop.is_set():
+            raise last_error  # stopped during the wait: no further request
         attempts += 1
         try:
             return call()
@@ -133,30 +112,26 @@ def call_with_retries(
             raise
 
     def waits() -> Generator[float, BackendError | None, None]:
-        # backoff sleeps with time.sleep, which nothing can cut short; a shutdown or a
-        # lost backend must not wait out a 60 s delay. So the real wait happens here,
-        # on the halt event, and backoff is handed 0.
+        # backoff sleeps with time.sleep, which nothing can cut short; the real wait
+        # happens here, on the clock and the stop, and backoff is handed 0.
         error = yield 0.0
         retry = 0
         while True:
             assert error is not None
-            delay = backoff_delay(retry, first_delay, max_delay, rand())
-            if error.retry_after is not None:
-                delay = max(delay, error.retry_after)
-            delay = min(delay, MAX_SINGLE_WAIT)  # the one clamp, after Retry-After
+            delay = policy.delay(retry, error, rand())
             if on_retry is not None:
                 on_retry(attempts, error, delay)
-            halt.wait(delay)
+            clock.sleep(stop, delay)
             retry += 1
             error = yield 0.0
 
     def give_up(error: Exception) -> bool:
-        return not (isinstance(error, BackendError) and error.retryable) or halt.is_set()
+        return not (isinstance(error, BackendError) and error.retryable) or stop.is_set()
 
     runner = backoff.on_exception(
         waits,
         BackendError,
-        max_tries=max_retries + 1,
+        max_tries=policy.max_retries + 1,
         giveup=give_up,
         jitter=None,
         logger=None,
@@ -164,5 +139,5 @@ def call_with_retries(
     try:
         return Outcome(runner(), attempts)
     except BackendError as error:
-        cancelled = error.retryable and halt.is_set() and attempts <= max_retries
+        cancelled = error.retryable and stop.is_set() and attempts <= policy.max_retries
         raise RetriesExhausted(error, attempts, cancelled) from None

@@ -121,7 +121,9 @@ class KubernetesSettings:
     lock_required: bool = setting(
         "K8S_LOCK_REQUIRED", p.boolean, "true: sin acceso a la API de Kubernetes la pasada termina con salida 3", False
     )
-    lease_name: str = setting("LEASE_NAME", p.text, "nombre del Lease usado como cerrojo de la pasada", "coin-sync-lock")
+    lease_name: str = setting(
+        "LEASE_NAME", p.text, "nombre del Lease usado como cerrojo de la pasada", "coin-sync-lock"
+    )
     lease_duration_seconds: int = setting(
         "LEASE_DURATION_SECONDS", p.positive_int, "duración del Lease, en segundos", 60
     )

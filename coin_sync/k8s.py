@@ -97,7 +97,8 @@ class _UnavailableGuard(PassGuard):
     def acquire(self) -> LockOutcome:
         self._log.warning(
             "No se puede usar la API de Kubernetes: %s; %s",
-            self._detail, _consequence(self._lock_required),
+            self._detail,
+            _consequence(self._lock_required),
         )
         return LockOutcome("unavailable", self._detail)
 
@@ -122,15 +123,14 @@ class Identity:
 
 
 def resolve_identity(env: Mapping[str, str], kubeconfig_namespace: str = "") -> Identity:
-    namespace = env.get('POD_NAMESPACE', '') or _read_text(SA_NAMESPACE_FILE) or kubeconfig_namespace \
-        or "default"
+    namespace = env.get("POD_NAMESPACE", "") or _read_text(SA_NAMESPACE_FILE) or kubeconfig_namespace or "default"
     return Identity(
         namespace=namespace,
         # In a pod the hostname is the pod name; elsewhere it still names the machine.
-        pod=env.get('POD_NAME', '') or socket.gethostname(),
-        job=env.get('JOB_NAME', ''),
-        job_uid=env.get('JOB_UID', ''),
-        pod_uid=env.get('POD_UID', ''),
+        pod=env.get("POD_NAME", "") or socket.gethostname(),
+        job=env.get("JOB_NAME", ""),
+        job_uid=env.get("JOB_UID", ""),
+        pod_uid=env.get("POD_UID", ""),
     )
 
 
@@ -292,7 +292,9 @@ class KubeApi:
         self._api_exception: type[Exception] = kubernetes.client.ApiException
         self._network_errors: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, OSError)
         self._connect_errors: tuple[type[BaseException], ...] = (
-            urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+            urllib3.exceptions.NewConnectionError,
+            urllib3.exceptions.ConnectTimeoutError,
+        )
         self.host: str = api_client.configuration.host
 
     def close(self) -> None:
@@ -316,8 +318,9 @@ class KubeApi:
                     attempt += 1
                     time.sleep(CONNECT_RETRY_DELAY)
                     continue
-                raise ApiError(0, f"API de Kubernetes inalcanzable en {self.host} ({verb} {what}): "
-                                  f"{_network_reason(exc)}") from None
+                raise ApiError(
+                    0, f"API de Kubernetes inalcanzable en {self.host} ({verb} {what}): {_network_reason(exc)}"
+                ) from None
         try:
             data = json.loads(response.data or b"{}")
         except ValueError:
@@ -340,28 +343,30 @@ class KubeApi:
 
     def get_lease(self, name: str) -> dict[str, Any] | None:
         try:
-            return self._call("get", _lease_what(name), self._coordination.read_namespaced_lease,
-                              name, self._ns)
+            return self._call("get", _lease_what(name), self._coordination.read_namespaced_lease, name, self._ns)
         except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
     def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("create", _lease_what(body["metadata"]["name"]),
-                          self._coordination.create_namespaced_lease, self._ns, body)
+        return self._call(
+            "create", _lease_what(body["metadata"]["name"]), self._coordination.create_namespaced_lease, self._ns, body
+        )
 
     def replace_lease(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("update", _lease_what(name), self._coordination.replace_namespaced_lease,
-                          name, self._ns, body)
+        return self._call(
+            "update", _lease_what(name), self._coordination.replace_namespaced_lease, name, self._ns, body
+        )
 
     def create_event(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("create", "events", self._core.create_namespaced_event, self._ns, body)
 
     def patch_configmap(self, name: str, body: dict[str, Any]) -> dict[str, Any] | None:
         try:
-            return self._call("patch", f'configmaps "{name}"', self._core.patch_namespaced_config_map,
-                              name, self._ns, body)
+            return self._call(
+                "patch", f'configmaps "{name}"', self._core.patch_namespaced_config_map, name, self._ns, body
+            )
         except ApiError as exc:
             if exc.status == 404:
                 return None
@@ -403,8 +408,14 @@ def _network_reason(exc: BaseException) -> str:
 class KubeGuard(PassGuard):
     """Lease lock + renew thread + Event + status record, against a live API."""
 
-    def __init__(self, api: KubeApi, ident: Identity, settings: Settings, log: logging.Logger,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        api: KubeApi,
+        ident: Identity,
+        settings: Settings,
+        log: logging.Logger,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._api = api
         self._ident = ident
         self._log = log
@@ -440,9 +451,13 @@ class KubeGuard(PassGuard):
             outcome = self._acquire()
         except ApiError as exc:
             self._api_down = exc.unreachable
-            self._log.warning("No se pudo tomar el cerrojo (Lease %s/%s): %s; %s",
-                              self._ident.namespace, self._lease_name, exc,
-                              _consequence(self._lock_required))
+            self._log.warning(
+                "No se pudo tomar el cerrojo (Lease %s/%s): %s; %s",
+                self._ident.namespace,
+                self._lease_name,
+                exc,
+                _consequence(self._lock_required),
+            )
             return LockOutcome("unavailable", str(exc))
         if outcome.state == "held":
             self._held_by = outcome.detail
@@ -459,8 +474,7 @@ class KubeGuard(PassGuard):
             if exc.status == 409:  # created by someone else since our read: they won
                 return LockOutcome("held", self._current_holder())
             raise
-        self._log.info("Cerrojo tomado: Lease %s/%s (%s)", self._ident.namespace,
-                       self._lease_name, self.holder)
+        self._log.info("Cerrojo tomado: Lease %s/%s (%s)", self._ident.namespace, self._lease_name, self.holder)
         return LockOutcome("acquired")
 
     def _acquire(self) -> LockOutcome:
@@ -487,12 +501,15 @@ class KubeGuard(PassGuard):
                 return self._create(now)
             raise
         if previous and previous != self.holder:
-            self._log.info("Cerrojo tomado: Lease %s/%s caducado de %s (última renovación %s)",
-                           self._ident.namespace, self._lease_name, previous,
-                           spec.get("renewTime") or "?")
+            self._log.info(
+                "Cerrojo tomado: Lease %s/%s caducado de %s (última renovación %s)",
+                self._ident.namespace,
+                self._lease_name,
+                previous,
+                spec.get("renewTime") or "?",
+            )
         else:
-            self._log.info("Cerrojo tomado: Lease %s/%s (%s)", self._ident.namespace,
-                           self._lease_name, self.holder)
+            self._log.info("Cerrojo tomado: Lease %s/%s (%s)", self._ident.namespace, self._lease_name, self.holder)
         return LockOutcome("acquired")
 
     def _current_holder(self) -> str:
@@ -503,8 +520,7 @@ class KubeGuard(PassGuard):
             return "desconocido"
         return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "desconocido")
 
-    def _lease_body(self, now: datetime, *, transitions: int,
-                    base: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _lease_body(self, now: datetime, *, transitions: int, base: dict[str, Any] | None = None) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": self._lease_name, "namespace": self._ident.namespace}
         if base is not None:
             # resourceVersion turns the PUT into a compare-and-swap; labels etc. are kept.
@@ -526,24 +542,36 @@ class KubeGuard(PassGuard):
                 lost_to = self._renew()
             except ApiError as exc:
                 if not failing:  # one WARNING per outage, not one per third of a lease
-                    self._log.warning("No se pudo renovar el cerrojo (Lease %s/%s): %s; se reintenta",
-                                      self._ident.namespace, self._lease_name, exc)
+                    self._log.warning(
+                        "No se pudo renovar el cerrojo (Lease %s/%s): %s; se reintenta",
+                        self._ident.namespace,
+                        self._lease_name,
+                        exc,
+                    )
                 failing = True
                 continue
             except Exception as exc:  # a daemon thread must not die silently
-                self._log.warning("Error inesperado al renovar el cerrojo (Lease %s/%s): %r",
-                                  self._ident.namespace, self._lease_name, exc)
+                self._log.warning(
+                    "Error inesperado al renovar el cerrojo (Lease %s/%s): %r",
+                    self._ident.namespace,
+                    self._lease_name,
+                    exc,
+                )
                 failing = True
                 continue
             if lost_to is not None:
                 self._held = False
-                self._log.warning("Cerrojo perdido: el Lease %s/%s lo tiene ahora %s; otra pasada "
-                                  "puede estar sincronizando a la vez", self._ident.namespace,
-                                  self._lease_name, lost_to)
+                self._log.warning(
+                    "Cerrojo perdido: el Lease %s/%s lo tiene ahora %s; otra pasada puede estar sincronizando a la vez",
+                    self._ident.namespace,
+                    self._lease_name,
+                    lost_to,
+                )
                 return
             if failing:
-                self._log.info("Renovación del cerrojo recuperada (Lease %s/%s)",
-                               self._ident.namespace, self._lease_name)
+                self._log.info(
+                    "Renovación del cerrojo recuperada (Lease %s/%s)", self._ident.namespace, self._lease_name
+                )
                 failing = False
 
     def _renew(self) -> str | None:
@@ -633,8 +661,11 @@ class KubeGuard(PassGuard):
         body = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
-            "metadata": {"name": self._configmap, "namespace": self._ident.namespace,
-                         "labels": {"app.kubernetes.io/name": COMPONENT}},
+            "metadata": {
+                "name": self._configmap,
+                "namespace": self._ident.namespace,
+                "labels": {"app.kubernetes.io/name": COMPONENT},
+            },
             "data": {self._status_key: text},
         }
         try:
@@ -663,8 +694,7 @@ def integration_active(settings: Settings, environ: Mapping[str, str]) -> bool:
     return settings.kubernetes.lock_required or Path(SA_TOKEN_FILE).exists()
 
 
-def open_guard(settings: Settings, log: logging.Logger,
-               environ: Mapping[str, str] | None = None) -> PassGuard:
+def open_guard(settings: Settings, log: logging.Logger, environ: Mapping[str, str] | None = None) -> PassGuard:
     """Inactive guard unless integration is on (or auto and KUBERNETES_SERVICE_HOST set).
 
     In-cluster config from the service account; with "on" outside a cluster, the
@@ -693,12 +723,15 @@ def _load_api_client(env: Mapping[str, str]) -> tuple[Any, str]:
     namespace = ""
     if env.get("KUBERNETES_SERVICE_HOST", "").strip():
         kubernetes.config.incluster_config.InClusterConfigLoader(
-            token_filename=SA_TOKEN_FILE, cert_filename=SA_CA_FILE, environ=env,
+            token_filename=SA_TOKEN_FILE,
+            cert_filename=SA_CA_FILE,
+            environ=env,
         ).load_and_set(configuration)
     else:
         config_file = env.get("KUBECONFIG", "").strip() or None
-        kubernetes.config.load_kube_config(config_file=config_file, client_configuration=configuration,
-                                           persist_config=False)
+        kubernetes.config.load_kube_config(
+            config_file=config_file, client_configuration=configuration, persist_config=False
+        )
         _, context = kubernetes.config.list_kube_config_contexts(config_file)
         namespace = str(((context or {}).get("context") or {}).get("namespace") or "")
     # No urllib3 retries: KubeApi._call retries connection failures itself, quietly.

@@ -83,8 +83,11 @@ class Pool:
                 self._log.error("Tiempo de gracia agotado con %d sincronizaciones en curso", len(self._in_flight))
                 return
             limits = [t - now for t in (grace_until, self._active_deadline()) if t is not None]
-            seen = self._state()
-            self._clock.wait_for(self._stop, lambda: self._state() != seen, min(limits) if limits else None)
+            self._wait_for_change(min(limits) if limits else None)
+
+    def _wait_for_change(self, timeout: float | None) -> None:
+        seen = self._state()
+        self._clock.wait_for(self._stop, lambda: self._state() != seen, timeout)
 
     def _state(self) -> tuple[int, bool, int | None]:
         return self._finished, self._stop.is_set(), self._stop.signum

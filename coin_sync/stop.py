@@ -116,14 +116,17 @@ class Stop:
             if not data:
                 return
             for signum in data:
-                if signum not in wanted:
-                    continue
-                with self._cond:
-                    if self.signum is None:
-                        self.signum = signum
-                    self._signals.append(signum)
-                    self._stopped = True
-                    self._cond.notify_all()
+                if signum in wanted:
+                    self.deliver(signum)
+
+    def deliver(self, signum: int) -> None:
+        """A stop signal arrived: record it (the loop forwards each one) and stop."""
+        with self._cond:
+            if self.signum is None:
+                self.signum = signum
+            self._signals.append(signum)
+            self._stopped = True
+            self._cond.notify_all()
 
     @contextmanager
     def raising(self) -> Iterator[None]:

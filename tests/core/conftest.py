@@ -1,4 +1,4 @@
-"""Run the real program as a subprocess, with a clean environment."""
+"""Run the real program as a subprocess with a clean environment, or one pass in-process."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from inproc import PassRun, run_pass_inproc
+from virtual_clock import VirtualClock
 
+from coin_sync.stop import Stop
 from harness import REPO, Run, clean_env
 
 RunCli = Callable[..., Run]
@@ -43,5 +46,16 @@ def run_cli(base_env: dict[str, str]) -> RunCli:
             check=False,
         )
         return Run(proc.returncode, proc.stdout, proc.stderr, Path(full_env["LOG_DIR"]))
+
+    return run
+
+
+@pytest.fixture
+def run_pass() -> Callable[..., PassRun]:
+    """run_pass(clock=None, stop=None, sync_cost=0, **ENV) -> PassRun: one pass in-process
+    on a virtual clock (tests/core/inproc.py)."""
+
+    def run(clock: VirtualClock | None = None, stop: Stop | None = None, sync_cost: float = 0.0, **env: str) -> PassRun:
+        return run_pass_inproc(env, clock=clock, stop=stop, sync_cost=sync_cost)
 
     return run

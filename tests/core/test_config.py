@@ -6,21 +6,27 @@ from pathlib import Path
 
 import pytest
 
-from coin_sync.config import FIELDS, ConfigError, Settings, load_settings, redact_url
+from coin_sync.config import FIELDS, ConfigError, Settings, load_settings
+from coin_sync.parsing import redact_url
 
 
 def test_seed_names_and_defaults_are_kept() -> None:
     s = load_settings({}, {})
-    assert (s.backend_url, s.sync_interval_seconds, s.log_level, s.log_dir) == (
+    assert (s.backend.url, s.sync.interval_seconds, s.log.level, s.log.dir) == (
         "http://backend:8888",
         60,
         "INFO",
         Path("/logs"),
     )
-    assert (s.http_timeout, s.max_retries, s.retry_delay_seconds, s.symbols_to_sync) == (300, 3, 10, ())
-    assert (s.sync_concurrency, s.backend_wait_seconds, s.retry_max_delay_seconds) == (8, 60, 60)
-    assert (s.pass_deadline_seconds, s.shutdown_grace_seconds, s.shard_count, s.shard_index) == (0, 20, 1, 0)
-    assert (s.summary_file, s.log_format, s.sync_pass_number, s.backend_token) == (None, "text", 1, None)
+    assert (s.backend.http_timeout, s.retry.max_retries, s.retry.delay_seconds, s.sync.symbols) == (300, 3, 10, ())
+    assert (s.sync.concurrency, s.backend.wait_seconds, s.retry.max_delay_seconds) == (8, 60, 60)
+    assert (s.sync.deadline_seconds, s.sync.shutdown_grace_seconds, s.sync.shard_count, s.sync.shard_index) == (
+        0,
+        20,
+        1,
+        0,
+    )
+    assert (s.log.summary_file, s.log.format, s.sync.pass_number, s.backend.token) == (None, "text", 1, None)
 
 
 def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
@@ -28,27 +34,27 @@ def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
     config.write_text("HTTP_TIMEOUT: 120\nMAX_RETRIES: 5\nLOG_LEVEL: debug\nSYMBOLS_TO_SYNC: [btcusdt, ETHUSDT]\n")
     env = {"CONFIG_FILE": str(config), "MAX_RETRIES": "7", "LOG_LEVEL": "WARNING"}
     s = load_settings({"LOG_LEVEL": "ERROR"}, env)
-    assert s.http_timeout == 120  # file over default
-    assert s.max_retries == 7  # env over file
-    assert s.log_level == "ERROR"  # flag over env
-    assert s.symbols_to_sync == ("btcusdt", "ETHUSDT")
-    assert s.retry_delay_seconds == 10  # default where nobody says otherwise
+    assert s.backend.http_timeout == 120  # file over default
+    assert s.retry.max_retries == 7  # env over file
+    assert s.log.level == "ERROR"  # flag over env
+    assert s.sync.symbols == ("btcusdt", "ETHUSDT")
+    assert s.retry.delay_seconds == 10  # default where nobody says otherwise
 
 
 def test_config_flag_beats_config_env(tmp_path: Path) -> None:
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("MAX_RETRIES: 1\n")
     b.write_text("MAX_RETRIES: 2\n")
-    assert load_settings({"CONFIG_FILE": str(b)}, {"CONFIG_FILE": str(a)}).max_retries == 2
+    assert load_settings({"CONFIG_FILE": str(b)}, {"CONFIG_FILE": str(a)}).retry.max_retries == 2
 
 
 def test_empty_env_value_counts_as_unset() -> None:
-    assert load_settings({}, {"HTTP_TIMEOUT": "", "SYMBOLS_TO_SYNC": " "}).http_timeout == 300
+    assert load_settings({}, {"HTTP_TIMEOUT": "", "SYMBOLS_TO_SYNC": " "}).backend.http_timeout == 300
 
 
 def test_floats_and_zero_delay_allowed() -> None:
     s = load_settings({}, {"RETRY_DELAY_SECONDS": "0", "HTTP_TIMEOUT": "0.5"})
-    assert (s.retry_delay_seconds, s.http_timeout) == (0, 0.5)
+    assert (s.retry.delay_seconds, s.backend.http_timeout) == (0, 0.5)
 
 
 @pytest.mark.parametrize(
@@ -109,15 +115,17 @@ def test_unreadable_config_file(tmp_path: Path) -> None:
 
 def test_shard_index_from_job_completion_index() -> None:
     s = load_settings({}, {"SHARD_COUNT": "4", "JOB_COMPLETION_INDEX": "3"})
-    assert (s.shard_count, s.shard_index) == (4, 3)
-    assert load_settings({}, {"SHARD_COUNT": "4", "JOB_COMPLETION_INDEX": "3", "SHARD_INDEX": "1"}).shard_index == 1
+    assert (s.sync.shard_count, s.sync.shard_index) == (4, 3)
+    assert (
+        load_settings({}, {"SHARD_COUNT": "4", "JOB_COMPLETION_INDEX": "3", "SHARD_INDEX": "1"}).sync.shard_index == 1
+    )
 
 
 def test_token_file_is_read_and_token_never_shown(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("s3cr3t-token\n")
     s = load_settings({}, {"BACKEND_TOKEN_FILE": str(token_file)})
-    assert s.backend_token == "s3cr3t-token"
+    assert s.backend.token == "s3cr3t-token"
     assert "s3cr3t" not in repr(s)
     assert "s3cr3t" not in str(s.describe())
     assert ("BACKEND_TOKEN", "****") in s.describe()
@@ -148,7 +156,8 @@ def test_url_credentials_are_masked() -> None:
 
 
 def test_every_field_is_a_settings_attribute_and_a_flag() -> None:
-    attrs = set(Settings.__dataclass_fields__)
+    defaults = Settings()
+    assert len({f.env for f in FIELDS}) == len(FIELDS)
     for f in FIELDS:
-        assert f.attr in attrs
+        assert hasattr(getattr(defaults, f.group), f.name)
         assert f.flag == "--" + f.env.lower().replace("_", "-")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from coin_sync.config import FIELDS
-from coin_sync.summary import ExitCode
+from coin_sync.outcome import ExitCode
 from fake_backend import FakeBackend, error400
 from harness import clean_env
 

@@ -2,44 +2,48 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+from virtual_clock import VirtualClock
 
-from coin_sync.retry import (
-    BackendError,
-    RetriesExhausted,
-    backoff_delay,
-    call_with_retries,
-    is_retryable,
-    parse_retry_after,
-)
+from coin_sync.clock import RealClock
+from coin_sync.errors import BackendError, ErrorKind
+from coin_sync.retry import RetriesExhausted, RetryPolicy, backoff_delay, call_with_retries, parse_retry_after
+from coin_sync.stop import Stop
 
 
 @pytest.mark.parametrize(
     ("kind", "status", "retry"),
     [
-        ("connection", None, True),
-        ("timeout", None, True),
-        ("body", 200, True),
-        ("http", 429, True),
-        ("http", 500, True),
-        ("http", 502, True),
-        ("http", 503, True),
-        ("http", 504, True),
-        ("http", 400, False),
-        ("http", 401, False),
-        ("http", 404, False),
-        ("http", 422, False),
-        ("http", 501, False),
+        (ErrorKind.CONNECTION, None, True),
+        (ErrorKind.TIMEOUT, None, True),
+        (ErrorKind.BODY, 200, True),
+        (ErrorKind.REJECTED, 200, False),
+        (ErrorKind.HTTP, 429, True),
+        (ErrorKind.HTTP, 500, True),
+        (ErrorKind.HTTP, 502, True),
+        (ErrorKind.HTTP, 503, True),
+        (ErrorKind.HTTP, 504, True),
+        (ErrorKind.HTTP, 400, False),
+        (ErrorKind.HTTP, 401, False),
+        (ErrorKind.HTTP, 404, False),
+        (ErrorKind.HTTP, 422, False),
+        (ErrorKind.HTTP, 501, False),
     ],
 )
-def test_classification(kind: str, status: int | None, retry: bool) -> None:
-    assert is_retryable(kind, status) is retry
+def test_classification(kind: ErrorKind, status: int | None, retry: bool) -> None:
+    assert BackendError("x", kind, status=status).retryable is retry
+
+
+def test_a_request_that_may_still_run_is_never_retried() -> None:
+    error = BackendError("timeout de lectura (1 s)", ErrorKind.TIMEOUT, may_still_run=True)
+    assert not error.retryable
+    assert str(error).endswith("(el backend puede seguir sincronizándolo: no se reintenta en esta pasada)")
 
 
 def test_retry_after_seconds_and_http_date() -> None:
@@ -60,11 +64,11 @@ def test_delays_double_with_jitter_and_cap() -> None:
     assert backoff_delay(3, 0, 60, 0.5) == 0
 
 
-def _flaky(failures: list[BackendError]) -> tuple[list[float], Callable[[], str]]:
+def _flaky(failures: list[BackendError], clock: VirtualClock) -> tuple[list[float], Callable[[], str]]:
     calls: list[float] = []
 
     def call() -> str:
-        calls.append(time.monotonic())
+        calls.append(clock.now())
         if failures:
             raise failures.pop(0)
         return "done"
@@ -73,47 +77,67 @@ def _flaky(failures: list[BackendError]) -> tuple[list[float], Callable[[], str]
 
 
 def test_retries_until_success_and_counts_attempts() -> None:
-    calls, call = _flaky([BackendError("x", kind="http", status=500)] * 2)
+    clock = VirtualClock()
+    calls, call = _flaky([BackendError("x", ErrorKind.HTTP, status=500)] * 2, clock)
     seen: list[tuple[int, float]] = []
     out = call_with_retries(
-        call,
-        max_retries=3,
-        first_delay=0.01,
-        max_delay=0.02,
-        halt=threading.Event(),
-        on_retry=lambda n, e, d: seen.append((n, d)),
-        rand=lambda: 0.5,
+        call, RetryPolicy(3, 10, 60), clock, Stop(), on_retry=lambda n, e, d: seen.append((n, d)), rand=lambda: 0.5
     )
     assert (out.value, out.attempts, len(calls)) == ("done", 3, 3)
-    assert seen == [(1, 0.01), (2, 0.02)]
+    assert seen == [(1, 10), (2, 20)]
+    assert [b - a for a, b in itertools.pairwise(calls)] == [10, 20]  # waited on the clock given
 
 
 def test_gives_up_after_max_retries() -> None:
-    calls, call = _flaky([BackendError("x", kind="connection")] * 10)
+    clock = VirtualClock()
+    calls, call = _flaky([BackendError("x", ErrorKind.CONNECTION)] * 10, clock)
     with pytest.raises(RetriesExhausted) as err:
-        call_with_retries(call, max_retries=2, first_delay=0, max_delay=0, halt=threading.Event())
+        call_with_retries(call, RetryPolicy(2, 10, 60), clock, Stop(), rand=lambda: 0.5)
     assert err.value.attempts == 3 and len(calls) == 3 and not err.value.cancelled
+    assert clock.sleeps == [10, 20]
 
 
 def test_permanent_error_is_not_retried() -> None:
-    _, call = _flaky([BackendError("HTTP 400: bad", kind="http", status=400)])
+    clock = VirtualClock()
+    _, call = _flaky([BackendError("HTTP 400: bad", ErrorKind.HTTP, status=400)], clock)
     with pytest.raises(RetriesExhausted) as err:
-        call_with_retries(call, max_retries=3, first_delay=0, max_delay=0, halt=threading.Event())
+        call_with_retries(call, RetryPolicy(3, 10, 60), clock, Stop())
     assert err.value.attempts == 1 and err.value.error.status == 400
+    assert clock.sleeps == []
 
 
-def test_retry_after_is_a_minimum() -> None:
-    calls, call = _flaky([BackendError("429", kind="http", status=429, retry_after=0.4)])
-    call_with_retries(call, max_retries=1, first_delay=0.01, max_delay=0.01, halt=threading.Event())
-    assert calls[1] - calls[0] >= 0.4
+def test_retry_after_is_a_minimum_and_an_hour_is_the_most() -> None:
+    clock = VirtualClock()
+    errors = [
+        BackendError("429", ErrorKind.HTTP, status=429, retry_after=40),
+        BackendError("429", ErrorKind.HTTP, status=429, retry_after=1e12),
+    ]
+    _, call = _flaky(errors, clock)
+    call_with_retries(call, RetryPolicy(2, 0.01, 0.01), clock, Stop(), rand=lambda: 0.5)
+    assert clock.sleeps == [40, 3600]
 
 
-def test_halt_cuts_a_long_wait_short_and_makes_no_further_attempt() -> None:
-    calls, call = _flaky([BackendError("x", kind="http", status=503)] * 5)
-    halt = threading.Event()
-    threading.Timer(0.2, halt.set).start()
-    began = time.monotonic()
+class _StopDuringWait(VirtualClock):
+    """Someone stops the pass while the call waits for its retry."""
+
+    def sleep(self, stop: Stop, seconds: float) -> bool:
+        stop.request()
+        return super().sleep(stop, seconds)
+
+
+def test_a_stop_during_the_wait_makes_no_further_attempt() -> None:
+    clock = _StopDuringWait()
+    calls, call = _flaky([BackendError("x", ErrorKind.HTTP, status=503)] * 5, clock)
     with pytest.raises(RetriesExhausted) as err:
-        call_with_retries(call, max_retries=5, first_delay=30, max_delay=30, halt=halt)
-    assert time.monotonic() - began < 5  # not the 30 s delay
-    assert len(calls) == 1 and err.value.cancelled
+        call_with_retries(call, RetryPolicy(5, 30, 30), clock, Stop())
+    assert len(calls) == 1 and err.value.cancelled and err.value.attempts == 1
+
+
+def test_a_stop_cuts_a_real_wait_short() -> None:
+    stop = Stop()
+    woke: list[bool] = []
+    sleeper = threading.Thread(target=lambda: woke.append(RealClock().sleep(stop, 3600)))
+    sleeper.start()
+    stop.request()
+    sleeper.join(30)
+    assert not sleeper.is_alive() and woke == [True]

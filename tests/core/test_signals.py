@@ -28,12 +28,16 @@ def _start(env: dict[str, str]) -> subprocess.Popen[str]:
     )
 
 
-def _signal(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[str, float]:
-    """Send `sig`; (stdout + stderr, seconds until the process was gone)."""
-    sent = time.monotonic()
+# Far below every wait the tests cut short (30 s, 60 s), far above a loaded machine's
+# scheduling noise: a bound on a hang, not a speed assertion.
+GONE_WITHIN = 15
+
+
+def _signal(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> str:
+    """Send `sig`; stdout + stderr once the process is gone (TimeoutExpired if it hangs)."""
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=10)
-    return out + err, time.monotonic() - sent
+    out, err = proc.communicate(timeout=GONE_WITHIN)
+    return out + err
 
 
 def _wait_for(backend: FakeBackend, count: int, timeout: float = 10) -> None:
@@ -73,9 +77,8 @@ def test_grace_runs_out_on_a_hung_sync(base_env: dict[str, str], tmp_path: Path)
         )
         _wait_for(backend, 3)
         time.sleep(0.2)
-        out, took = _signal(proc)
+        out = _signal(proc)  # gone within the bound: the 0.5 s grace, not the 30 s hang
     assert proc.returncode == 143
-    assert took < 3  # 0.5 s grace, not the 30 s hang
     data = json.loads(summary.read_text())
     statuses = {s["symbol"]: s["status"] for s in data["symbols"]}
     assert statuses["BTCUSDT"] == "interrupted"
@@ -90,9 +93,8 @@ def test_signal_during_health_wait_exits_at_once(base_env: dict[str, str]) -> No
         while not [c for c in backend.calls if c.path == "/health"]:
             assert time.monotonic() < end
             time.sleep(0.02)
-        out, took = _signal(proc)
+        out = _signal(proc)  # gone within the bound, not after BACKEND_WAIT_SECONDS=60
     assert proc.returncode == 143, out
-    assert took < 1.5
     assert "Traceback" not in out
     assert "FIN DE SINCRONIZACIÓN #1 (INTERRUMPIDA por SIGTERM)" in out
 
@@ -105,10 +107,9 @@ def test_signal_cuts_a_retry_wait_short(base_env: dict[str, str]) -> None:
         )
         _wait_for(backend, 1)
         time.sleep(0.3)
-        out, took = _signal(proc)
+        out = _signal(proc)  # gone within the bound, not after the 30 s wait
         assert len(backend.sync_calls()) == 1
     assert proc.returncode == 143
-    assert took < 2
     assert "reintentos cancelados" in out
 
 

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from inproc import PassRun, run_pass_inproc
-from virtual_clock import VirtualClock
 
 from coin_sync.stop import Stop
 from harness import REPO, Run, clean_env
+from inproc import PassRun, run_pass_inproc
+from virtual_clock import VirtualClock
 
 RunCli = Callable[..., Run]
 

@@ -8,14 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from virtual_clock import VirtualClock
-
 from coin_sync.client import BackendClient, make_client
 from coin_sync.config import load_settings
 from coin_sync.outcome import PassReport
 from coin_sync.publish import log_end
 from coin_sync.runner import PassContext, run_pass
 from coin_sync.stop import Stop
+from virtual_clock import VirtualClock
 
 # What every in-process pass uses unless a test says otherwise (as tests/core/conftest.py
 # does for subprocess runs).

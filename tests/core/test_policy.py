@@ -7,11 +7,10 @@ import signal
 import threading
 import time
 
+from coin_sync.stop import Stop
 from fake_backend import FakeBackend, error500, hang, ok
 from inproc import PassRun, run_pass_inproc
 from virtual_clock import VirtualClock
-
-from coin_sync.stop import Stop
 
 
 def _signal_once_in_flight(backend: FakeBackend, stop: Stop, count: int, signum: int = signal.SIGTERM) -> None:

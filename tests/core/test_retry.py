@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
-from virtual_clock import VirtualClock
 
 from coin_sync.clock import RealClock
 from coin_sync.errors import BackendError, ErrorKind
 from coin_sync.retry import RetriesExhausted, RetryPolicy, backoff_delay, call_with_retries, parse_retry_after
 from coin_sync.stop import Stop
+from virtual_clock import VirtualClock
 
 
 @pytest.mark.parametrize(

@@ -140,7 +140,7 @@ def test_environment_is_the_seeds_overridable_with_the_programs_defaults() -> No
 
     defaults = load_settings({}, {})
     from_compose = load_settings({}, interpolate(environment, {}))
-    assert from_compose == replace(defaults, k8s_integration="off")
+    assert from_compose == replace(defaults, kubernetes=replace(defaults.kubernetes, integration="off"))
     overridden = interpolate(environment, {"SYNC_INTERVAL_SECONDS": "5", "SYMBOLS_TO_SYNC": "BTCUSDT"})
     assert (overridden["SYNC_INTERVAL_SECONDS"], overridden["SYMBOLS_TO_SYNC"]) == ("5", "BTCUSDT")
 
@@ -154,7 +154,7 @@ def _seconds(duration: str) -> float:
 
 def test_compose_waits_longer_than_the_loop_needs_to_stop() -> None:
     grace = _seconds(interpolate(SERVICES["coin_sync"]["stop_grace_period"], {}))
-    assert grace >= Settings().shutdown_grace_seconds + 1 + 2  # plus tini and Docker's own time
+    assert grace >= Settings().sync.shutdown_grace_seconds + 1 + 2  # plus tini and Docker's own time
 
 
 def test_the_demo_backend_answers_as_backend_and_its_healthcheck_works() -> None:

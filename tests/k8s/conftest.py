@@ -1,16 +1,19 @@
-"""Fixtures for the Kubernetes integration tests: the API emulator and its kubeconfig."""
+"""Fixtures for the Kubernetes integration tests: the API emulator, its kubeconfig, and
+guards opened against it with the settings and pod identity the chart gives a pass."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from k8s_support import OpenGuard, settings_and_env
 from kube_api import NAMESPACE, ApiServer, write_kubeconfig
 
-from coin_sync.config import Settings
+from coin_sync.k8s import PassGuard, open_guard
+from coin_sync.k8s.guard import KubeGuard
 
 
 @pytest.fixture
@@ -28,24 +31,30 @@ def kubeconfig(apiserver: ApiServer, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_settings() -> Callable[..., Settings]:
-    """Settings as the chart sets them; keyword arguments override."""
-
-    def make(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "k8s_integration": "on",
-            "pod_name": "coin-sync-29000000-abcde",
-            "pod_namespace": NAMESPACE,
-            "job_name": "coin-sync-29000000",
-            "lease_name": "coin-sync-lock",
-            "lease_duration_seconds": 60,
-            "status_configmap": "coin-sync-status",
-        }
-        return Settings(**(values | overrides))
-
-    return make
+def log() -> logging.Logger:
+    return logging.getLogger("coin_sync.tests.k8s")
 
 
 @pytest.fixture
-def log() -> logging.Logger:
-    return logging.getLogger("coin_sync.tests.k8s")
+def opened(log: logging.Logger) -> Iterator[list[PassGuard]]:
+    """Guards a test opened: their renewers are stopped at teardown, so none outlives it."""
+    guards: list[PassGuard] = []
+    yield guards
+    for guard in guards:
+        if isinstance(guard, KubeGuard):
+            guard.lease.stop_renewing()
+
+
+@pytest.fixture
+def guard_for(kubeconfig: Path, log: logging.Logger, opened: list[PassGuard]) -> OpenGuard:
+    """guard_for(NAME=value..., **open_guard keywords): open_guard against the emulator."""
+
+    def open_one(*, environ: dict[str, str] | None = None, **names: Any) -> PassGuard:
+        keywords = {k: names.pop(k) for k in ("files", "timeouts", "clock") if k in names}
+        settings, env = settings_and_env(names)
+        env = {"KUBECONFIG": str(kubeconfig)} | env if environ is None else environ
+        guard = open_guard(settings, log, env, **keywords)
+        opened.append(guard)
+        return guard
+
+    return open_one

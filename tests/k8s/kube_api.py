@@ -26,7 +26,7 @@ import attrs
 import kmock
 import yaml
 
-from coin_sync.k8s import micro_time
+from coin_sync.k8s.lease import micro_time
 
 T = TypeVar("T")
 
@@ -64,10 +64,12 @@ class ApiEmulator(kmock.KubernetesEmulator):
         if (verb, res.plural) in self.forbidden:
             group = f".{res.group}" if res.group else ""
             raise kmock.KubernetesError(
-                status=403, reason="Forbidden",
+                status=403,
+                reason="Forbidden",
                 message=f'{res.plural}{group} "{request.name or ""}" is forbidden: User '
-                        f'"system:serviceaccount:{request.namespace}:coin-sync" cannot {verb} resource '
-                        f'"{res.plural}" in API group "{res.group}" in the namespace "{request.namespace}"')
+                f'"system:serviceaccount:{request.namespace}:coin-sync" cannot {verb} resource '
+                f'"{res.plural}" in API group "{res.group}" in the namespace "{request.namespace}"',
+            )
         if method not in ("POST", "PUT", "PATCH"):
             return await super()._handle(request)  # reads and deletes: kmock's own
         if method == "PUT" and res.plural == "leases" and self.release_after_reads:
@@ -95,8 +97,10 @@ class ApiEmulator(kmock.KubernetesEmulator):
             current = stored.raw
             sent = meta.get("resourceVersion")
             if sent is not None and sent != current["metadata"]["resourceVersion"]:
-                raise _conflict(f'Operation cannot be fulfilled on {res.plural} "{name}": the object has '
-                                "been modified; please apply your changes to the latest version and try again")
+                raise _conflict(
+                    f'Operation cannot be fulfilled on {res.plural} "{name}": the object has '
+                    "been modified; please apply your changes to the latest version and try again"
+                )
             if method == "PATCH":
                 body = _merged(current, request.data)
                 meta = body["metadata"]
@@ -108,15 +112,20 @@ class ApiEmulator(kmock.KubernetesEmulator):
             stored.create(body)  # a new version in kmock's history
         return aiohttp.web.json_response(body, status=201 if method == "POST" else 200)
 
-
     async def _gate_release(self, request: kmock.Request) -> None:
         if ((request.data or {}).get("spec") or {}).get("holderIdentity"):
             return  # a renewal or a takeover, not a release
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10
         while loop.time() < deadline:
-            reads = sum(1 for r in self if r.method.value == "GET" and r.resource == request.resource
-                        and r.name == request.name and r.namespace == request.namespace)
+            reads = sum(
+                1
+                for r in self
+                if r.method.value == "GET"
+                and r.resource == request.resource
+                and r.name == request.name
+                and r.namespace == request.namespace
+            )
             if reads >= self.release_after_reads:
                 return
             await asyncio.sleep(0.01)
@@ -182,8 +191,11 @@ class ApiServer:
         wanted = kmock.resource(resource)
 
         async def snapshot() -> dict[str, dict[str, Any]]:
-            return {name: copy.deepcopy(obj.raw) for (res, ns, name), obj in self.emulator.objects.items()
-                    if res == wanted and ns == namespace and not obj.deleted}
+            return {
+                name: copy.deepcopy(obj.raw)
+                for (res, ns, name), obj in self.emulator.objects.items()
+                if res == wanted and ns == namespace and not obj.deleted
+            }
 
         return self.run(snapshot)
 
@@ -194,8 +206,13 @@ class ApiServer:
 
         async def store() -> None:
             obj = copy.deepcopy(body)
-            obj["metadata"] = {"uid": str(uuid.uuid4()), "creationTimestamp": _now(), **obj["metadata"],
-                               "namespace": namespace, "resourceVersion": str(next(self.emulator._versions))}
+            obj["metadata"] = {
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": _now(),
+                **obj["metadata"],
+                "namespace": namespace,
+                "resourceVersion": str(next(self.emulator._versions)),
+            }
             key = (res, namespace, name)
             if key in self.emulator.objects:
                 self.emulator.objects[key].create(obj)
@@ -217,8 +234,7 @@ class ApiServer:
         """(method, plural, name) of every request so far."""
 
         async def listing() -> list[tuple[str, str | None, str | None]]:
-            return [(r.method.value, r.resource.plural if r.resource else None, r.name)
-                    for r in self.emulator]
+            return [(r.method.value, r.resource.plural if r.resource else None, r.name) for r in self.emulator]
 
         return self.run(listing)
 
@@ -236,8 +252,7 @@ def write_kubeconfig(path: Path, server_url: str, namespace: str = "coin") -> Pa
     return path
 
 
-def lease_body(name: str, holder: str, renewed_ago: float, duration: int = 60,
-               transitions: int = 0) -> dict[str, Any]:
+def lease_body(name: str, holder: str, renewed_ago: float, duration: int = 60, transitions: int = 0) -> dict[str, Any]:
     """A Lease as another pass would have left it, last renewed `renewed_ago` seconds ago."""
     renewed = datetime.now(UTC) - timedelta(seconds=renewed_ago)
     return {

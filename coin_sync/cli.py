@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -144,8 +145,6 @@ def _banner(settings: Settings, log: logging.Logger) -> None:
 
 
 def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
-    import os
-
     from coin_sync.clock import RealClock
     from coin_sync.k8s import open_guard
     from coin_sync.publish import publish

@@ -94,11 +94,6 @@ class EndReason(Enum):
         normal = reason in (EVENT_SUCCEEDED, EVENT_SKIPPED) and exit_code is ExitCode.OK
         return reason, "Normal" if normal else "Warning"
 
-    @property
-    def ran(self) -> bool:
-        """False for the ends decided before any symbol could be synced by this pass."""
-        return self not in (EndReason.LOCK_HELD, EndReason.LOCK_UNAVAILABLE, EndReason.BAD_CONFIG)
-
 
 @dataclass
 class SymbolResult:
@@ -157,6 +152,7 @@ class PassReport:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        extra = {"detail": self.detail} if self.detail else {}
         return {
             "pass_number": self.pass_number,
             "started_at": self.started_at,
@@ -166,6 +162,7 @@ class PassReport:
             "shard": {"index": self.shard_index, "count": self.shard_count},
             "totals": self.totals(),
             "symbols": [{**asdict(r), "status": str(r.status), "duration": round(r.duration, 3)} for r in self.results],
+            **extra,
         }
 
     def one_line(self, limit: int = 1024, max_failed: int = 5) -> str:

@@ -53,6 +53,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
     # this many times (at most 10 s). Two passes "started together" then really overlap:
     # the winner cannot let go before the loser has looked, however the OS schedules them.
     release_after_reads: int = 0
+    # Seconds every GET of a Lease waits before its answer: a slow API server, so a test
+    # can signal a pass while it is taking the lock.
+    lease_read_delay: float = 0.0
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
@@ -71,6 +74,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 f'"{res.plural}" in API group "{res.group}" in the namespace "{request.namespace}"',
             )
         if method not in ("POST", "PUT", "PATCH"):
+            if method == "GET" and res.plural == "leases" and self.lease_read_delay:
+                await asyncio.sleep(self.lease_read_delay)
             return await super()._handle(request)  # reads and deletes: kmock's own
         if method == "PUT" and res.plural == "leases" and self.release_after_reads:
             await self._gate_release(request)

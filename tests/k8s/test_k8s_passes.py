@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -194,6 +196,72 @@ def test_a_live_holder_makes_the_pass_skip_with_exit_0(
     assert (event["reason"], event["type"]) == ("SyncSkipped", "Normal")
     assert apiserver.objects(LEASES, NAMESPACE)["coin-sync-lock"]["spec"]["holderIdentity"] == "manual-run_42"
     assert apiserver.objects(CONFIGMAPS, NAMESPACE) == {}
+
+
+def _published(tmp_path: Path, output: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """(FIN line, SUMMARY_FILE, termination message) of a pass run by `run_pass`."""
+    (fin,) = [line for line in output.splitlines() if "FIN DE SINCRONIZACIÓN #1" in line]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    termination = json.loads((tmp_path / "termination-log").read_text())
+    return fin, summary, termination
+
+
+def test_a_skipped_pass_is_published_like_any_other(
+    apiserver: ApiServer, fake_backend: FakeBackend, run_pass: Runner, tmp_path: Path
+) -> None:
+    apiserver.put(LEASES, NAMESPACE, lease_body("coin-sync-lock", "manual-run_42", renewed_ago=5))
+    (tmp_path / "termination-log").write_text("")
+
+    result = run_pass(SUMMARY_FILE=str(tmp_path / "summary.json"))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    fin, summary, termination = _published(tmp_path, result.stdout)
+    assert "(OMITIDA: otra pasada en curso)" in fin and "código de salida: 0 (lock_held)" in fin
+    assert (summary["exit_code"], summary["reason"], summary["detail"]) == (0, "lock_held", "manual-run_42")
+    assert (termination["exit_code"], termination["reason"]) == (0, "lock_held")
+
+
+def test_a_refused_pass_is_published_with_exit_3(
+    fake_backend: FakeBackend, run_pass: Runner, tmp_path: Path, free_port: int
+) -> None:
+    down = write_kubeconfig(tmp_path / "down.kubeconfig", f"http://127.0.0.1:{free_port}")
+    (tmp_path / "termination-log").write_text("")
+
+    result = run_pass(down, K8S_LOCK_REQUIRED="true", SUMMARY_FILE=str(tmp_path / "summary.json"))
+
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert fake_backend.sync_calls() == []
+    fin, summary, termination = _published(tmp_path, result.stdout)
+    assert "(NO EJECUTADA: sin cerrojo)" in fin and "código de salida: 3 (lock_unavailable)" in fin
+    assert (summary["exit_code"], summary["reason"]) == (3, "lock_unavailable")
+    assert "inalcanzable" in summary["detail"]
+    assert (termination["exit_code"], termination["reason"]) == (3, "lock_unavailable")
+
+
+def test_sigterm_while_the_lock_is_taken_exits_143_even_when_it_is_held(
+    apiserver: ApiServer, fake_backend: FakeBackend, tmp_path: Path, kubeconfig: Path
+) -> None:
+    apiserver.put(LEASES, NAMESPACE, lease_body("coin-sync-lock", "manual-run_42", renewed_ago=5))
+    apiserver.emulator.lease_read_delay = 1.0
+    env = pass_env(fake_backend, tmp_path, kubeconfig, SUMMARY_FILE=str(tmp_path / "summary.json"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coin_sync", "run"], cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE
+    )
+    end = time.monotonic() + 30
+    while not [r for r in apiserver.requests() if r[0] == "GET" and r[1] == "leases"]:
+        assert time.monotonic() < end and proc.poll() is None, "the pass never asked for the Lease"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+
+    assert proc.returncode == 143, out
+    assert fake_backend.sync_calls() == []
+    (fin,) = [line for line in out.splitlines() if "FIN DE SINCRONIZACIÓN #1" in line]
+    assert "(INTERRUMPIDA por SIGTERM)" in fin
+    assert json.loads((tmp_path / "summary.json").read_text())["reason"] == "interrupted"
+    assert apiserver.objects(CONFIGMAPS, NAMESPACE) == {}  # the live holder's record is not ours to write
+    (event,) = events(apiserver)
+    assert (event["reason"], event["type"]) == ("SyncSkipped", "Warning")
 
 
 def test_an_expired_holder_is_taken_over(apiserver: ApiServer, fake_backend: FakeBackend, run_pass: Runner) -> None:

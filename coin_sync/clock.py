@@ -1,5 +1,5 @@
 """Time, passed in: the pass's policy reads and waits through a Clock, so tests run it on
-virtual time (tests/core/virtual_clock.py) while the HTTP stays real."""
+virtual time (tests/virtual_clock.py) while the HTTP stays real."""
 
 from __future__ import annotations
 

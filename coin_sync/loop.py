@@ -5,41 +5,58 @@ the same `coin-sync run` a CronJob pod executes, so no state, leak or open log f
 carries over from one pass to the next. The loop only schedules, numbers, forwards
 signals and logs exit codes.
 
-Waiting never polls: SIGTERM/SIGINT and SIGCHLD (a pass ended) reach a wakeup socket
-through `signal.set_wakeup_fd`, so one `select()` sleeps until the next start, a
-signal, the end of the pass or the kill deadline, whichever comes first. The Python
-handlers only append to a list (no locks, nothing that can deadlock); the main flow
-does the rest, knowing exactly which child is alive, so a signal is never sent to a
-pass that has already been reaped.
+Waiting never polls. Every wait is one `Clock.wait_for`/`Clock.sleep` on the loop's Stop:
+SIGTERM/SIGINT set it (`Stop.listen()`), and the end of a pass notifies it from a small
+thread that does nothing but wait on that child. So the loop sleeps until the next
+start, a signal, the end of the pass or the kill deadline, whichever comes first, with or
+without signal handlers (outside the main thread there are none: only the signals are
+missing, not the wake-up on a child's exit). Time and process start are injected (a
+Clock, a Spawner), so the policy runs in tests on virtual time with fake children.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import select
 import signal
-import socket
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Mapping
-from types import FrameType, TracebackType
-from typing import Any
+from typing import Protocol
 
+from coin_sync.clock import Clock, RealClock
 from coin_sync.config import Settings
-from coin_sync.signals import signal_name
-from coin_sync.summary import ExitCode
+from coin_sync.outcome import ExitCode, signal_name
+from coin_sync.stop import Stop
 
-Handler = Callable[[int, FrameType | None], Any] | int | None
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # The loop must be gone within SHUTDOWN_GRACE_SECONDS + 1 s of the signal; killing a
 # pass that overruns a little before that leaves time to reap it and log.
 KILL_MARGIN_SECONDS = 0.25
-# Only when handlers cannot be installed (run_loop called outside the main thread):
-# then nothing wakes the select, so it has to look at the child now and then.
-FALLBACK_POLL_SECONDS = 0.1
+
+
+class Child(Protocol):
+    """What the loop needs of a running pass: the part of `subprocess.Popen` it uses."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+# Starts pass `argv` with exactly the environment `env`; raises OSError if it cannot.
+Spawner = Callable[[list[str], dict[str, str]], Child]
+
+
+def spawn_process(argv: list[str], env: dict[str, str]) -> Child:
+    # Own process group: a terminal's Ctrl+C reaches the pass once, forwarded by the
+    # loop, instead of twice (once from the terminal, once from us).
+    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, process_group=0)
 
 
 def run_loop(
@@ -48,15 +65,35 @@ def run_loop(
     log: logging.Logger,
     *,
     environ: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
+    stop: Stop | None = None,
+    spawn: Spawner = spawn_process,
 ) -> int:
     """Run `child_argv` as pass 1, 2, 3... until a signal (exit 0) or a pass exits 2 (exit 2).
 
     Each child gets `environ` (default: os.environ) plus SYNC_PASS_NUMBER. Passes start
     SYNC_INTERVAL_SECONDS apart, start to start; one that overruns is followed at once,
     and the ticks it missed are dropped, never run in a burst.
+
+    `stop`: the caller's Stop (its signals are the caller's business); by default a new
+    one that listens for SIGTERM/SIGINT while the loop runs. A stop requested without a
+    signal counts as SIGTERM.
     """
-    with _Loop(settings, child_argv, log, os.environ if environ is None else environ) as loop:
+    loop = _Loop(
+        settings,
+        child_argv,
+        log,
+        environ=os.environ if environ is None else environ,
+        clock=RealClock() if clock is None else clock,
+        stop=Stop() if stop is None else stop,
+        spawn=spawn,
+    )
+    restore = loop.stop.listen() if stop is None else (lambda: None)
+    try:
         return loop.run()
+    finally:
+        restore()
+        loop.abandon()
 
 
 class _Loop:
@@ -65,110 +102,38 @@ class _Loop:
         settings: Settings,
         child_argv: list[str],
         log: logging.Logger,
+        *,
         environ: Mapping[str, str],
+        clock: Clock,
+        stop: Stop,
+        spawn: Spawner,
     ) -> None:
-        self.interval = settings.sync_interval_seconds
-        self.grace = settings.shutdown_grace_seconds
+        self.interval = settings.sync.interval_seconds
+        self.grace = settings.sync.shutdown_grace_seconds
         self.child_argv = list(child_argv)
         self.log = log
         self.environ = dict(environ)
-        self.child: subprocess.Popen[bytes] | None = None
+        self.clock = clock
+        self.stop = stop
+        self.spawn = spawn
+        self.child: Child | None = None
         self.number = 0
-        self.stop_deadline: float | None = None  # set by the first stop signal
-        self._signals: list[int] = []  # appended by the handlers, consumed by the main flow
-        self._wake_r, self._wake_w = socket.socketpair()
-        for sock in (self._wake_r, self._wake_w):
-            sock.setblocking(False)
-        self._installed = False
-        self._old_handlers: dict[int, Handler] = {}
-        self._old_wakeup_fd = -1
+        self.kill_at: float | None = None  # set when the loop first sees the stop
+        self._signals: list[int] = []  # taken from the Stop, not yet forwarded
 
-    # -- signal plumbing ------------------------------------------------------------
-    def __enter__(self) -> _Loop:
-        if threading.current_thread() is not threading.main_thread():
-            return self  # signal.signal() would raise; fall back to short polls
-        self._old_wakeup_fd = signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
-        for signum in STOP_SIGNALS:
-            self._old_handlers[signum] = signal.signal(signum, self._on_stop_signal)
-        # A Python-level handler is what makes the wakeup fd fire when a pass ends; the
-        # default disposition for SIGCHLD is "ignore" and would leave select() asleep.
-        self._old_handlers[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, _on_child_exit)
-        self._installed = True
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._installed:
-            for signum, old in self._old_handlers.items():
-                # None: the previous handler was not set from Python and cannot be put back.
-                if old is not None:
-                    signal.signal(signum, old)
-            signal.set_wakeup_fd(self._old_wakeup_fd)
-        self._wake_r.close()
-        self._wake_w.close()
-        if self.child is not None and self.child.poll() is None:
-            # Only reached on an unexpected exception: never leave a pass running unowned.
-            self.child.kill()
-            self.child.wait()
-
-    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._signals.append(signum)
-
-    def _sleep(self, timeout: float | None) -> None:
-        """Until a signal, the end of the running pass, or timeout (None: no limit)."""
-        if not self._installed:
-            timeout = FALLBACK_POLL_SECONDS if timeout is None else min(timeout, FALLBACK_POLL_SECONDS)
-        if timeout is None or timeout > 0:
-            select.select([self._wake_r], [], [], timeout)
-        try:
-            while self._wake_r.recv(512):
-                pass
-        except BlockingIOError:
-            pass
-        self._handle_signals()
-
-    def _handle_signals(self) -> None:
-        while self._signals:
-            signum = self._signals.pop(0)
-            name = signal_name(signum)
-            child = self.child if self.child is not None and self.child.poll() is None else None
-            if self.stop_deadline is None:
-                self.stop_deadline = time.monotonic() + self.grace + 1.0 - KILL_MARGIN_SECONDS
-                if child is not None:
-                    self.log.info(
-                        "%s recibida: se reenvía a la pasada #%d, que tiene %s s para terminar; "
-                        "no se iniciarán más pasadas",
-                        name,
-                        self.number,
-                        _seconds(self.grace),
-                    )
-                else:
-                    self.log.info("%s recibida entre pasadas: el bucle termina", name)
-            if child is not None:
-                # Every signal is forwarded, not just the first: a second Ctrl+C means
-                # what the pass says it means.
-                child.send_signal(signum)
-
-    # -- the loop ------------------------------------------------------------------
+    # -- the schedule ---------------------------------------------------------------
     def run(self) -> int:
         self.log.info(
             "Bucle de sincronización: una pasada cada %s s (de inicio a inicio), cada una en un proceso nuevo",
             _seconds(self.interval),
         )
-        while True:
-            self._handle_signals()
-            if self.stop_deadline is not None:
-                break
+        while not self.stop.is_set():
             self.number += 1
-            started = time.monotonic()
+            started = self.clock.now()
             code = self._run_pass()
             if code is None:
                 return int(ExitCode.BAD_CONFIG)
-            if self.stop_deadline is not None:
+            if self.kill_at is not None:
                 break
             if code == ExitCode.BAD_CONFIG:
                 self.log.error(
@@ -177,8 +142,7 @@ class _Loop:
                     self.number,
                 )
                 return int(ExitCode.BAD_CONFIG)
-            next_start = started + self.interval
-            elapsed = time.monotonic() - started
+            elapsed = self.clock.now() - started
             if elapsed >= self.interval:
                 self.log.warning(
                     "La pasada #%d duró %.1f s, más que el intervalo de %s s: la siguiente empieza ya",
@@ -187,19 +151,20 @@ class _Loop:
                     _seconds(self.interval),
                 )
                 continue
-            while self.stop_deadline is None and (left := next_start - time.monotonic()) > 0:
-                self._sleep(left)
+            next_start = started + self.interval
+            while not self.stop.is_set() and (left := next_start - self.clock.now()) > 0:
+                self.clock.sleep(self.stop, left)
+        self._on_stop(None)  # says "between passes" when the stop came there
         self.log.info("Bucle detenido tras %d pasada(s)", self.number)
         return int(ExitCode.OK)
 
+    # -- one pass -------------------------------------------------------------------
     def _run_pass(self) -> int | None:
         """The pass's exit code (128+N when killed by signal N); None if it could not start."""
         env = {**self.environ, "SYNC_PASS_NUMBER": str(self.number)}
-        started = time.monotonic()
+        started = self.clock.now()
         try:
-            # Own process group: a terminal's Ctrl+C reaches the pass once, forwarded by
-            # the loop, instead of twice (once from the terminal, once from us).
-            child = subprocess.Popen(self.child_argv, env=env, stdin=subprocess.DEVNULL, process_group=0)
+            child = self.spawn(self.child_argv, env)
         except OSError as exc:
             # The command itself is wrong (missing interpreter, no permission): every
             # later pass would fail the same way.
@@ -209,15 +174,19 @@ class _Loop:
             return None
         self.child = child
         self.log.debug("Pasada #%d iniciada (pid %d)", self.number, child.pid)
-        # A signal that came while the child was being started found nobody to forward
-        # to; _handle_signals() runs right after and forwards it now.
-        self._handle_signals()
+        threading.Thread(
+            target=_notify_on_exit, args=(child, self.stop), name=f"pass-{self.number}", daemon=True
+        ).start()
+
+        def woken() -> bool:
+            return child.poll() is not None or self._news()
+
         while (returncode := child.poll()) is None:
-            if self.stop_deadline is None:
-                self._sleep(None)
-                continue
-            left = self.stop_deadline - time.monotonic()
-            if left <= 0:
+            # First thing too: a signal that came while the child was being started
+            # found nobody to forward to.
+            self._on_stop(child)
+            timeout = None if self.kill_at is None else self.kill_at - self.clock.now()
+            if timeout is not None and timeout <= 0:
                 self.log.warning(
                     "La pasada #%d no terminó en %s s tras la señal: se mata (SIGKILL)",
                     self.number,
@@ -226,27 +195,75 @@ class _Loop:
                 child.kill()
                 returncode = child.wait()
                 break
-            self._sleep(left)
+            self.clock.wait_for(self.stop, woken, timeout)
         self.child = None
         code = 128 - returncode if returncode < 0 else returncode
-        self._log_exit(code, returncode, time.monotonic() - started)
+        self._log_exit(code, returncode, self.clock.now() - started)
         return code
 
     def _log_exit(self, code: int, returncode: int, duration: float) -> None:
         how = f"código {code}"
         if returncode < 0:
             how += f" (señal {signal_name(-returncode)})"
-        if code == ExitCode.OK or (self.stop_deadline is not None and code in (ExitCode.SIGINT, ExitCode.SIGTERM)):
-            level = logging.INFO
-        elif code == ExitCode.BAD_CONFIG:
-            level = logging.ERROR
-        else:
-            level = logging.WARNING
-        self.log.log(level, "Pasada #%d terminada con %s en %.1f s", self.number, how, duration)
+        self.log.log(self._level(code), "Pasada #%d terminada con %s en %.1f s", self.number, how, duration)
+
+    def _level(self, code: int) -> int:
+        if self.kill_at is not None and code in (ExitCode.SIGINT, ExitCode.SIGTERM):
+            return logging.INFO  # it obeyed the signal we forwarded
+        try:
+            return ExitCode(code).log_level
+        except ValueError:
+            return logging.WARNING
+
+    # -- the stop -------------------------------------------------------------------
+    def _news(self) -> bool:
+        """Whether the stop has something the loop has not acted on: a stop it has not
+        seen yet, or signals not yet forwarded. Used as a wait predicate."""
+        if not self.stop.is_set():
+            return False
+        self._signals += self.stop.take_signals()
+        return self.kill_at is None or bool(self._signals)
+
+    def _on_stop(self, child: Child | None) -> None:
+        """Act on the stop, if set: the first time, start the kill deadline and say so;
+        every time, forward each signal received since to the running child."""
+        if not self._news():
+            return
+        signals, self._signals = self._signals, []
+        if child is not None and child.poll() is not None:
+            child = None  # it has just ended: nobody to forward to
+        if self.kill_at is None:
+            self.kill_at = self.clock.now() + self.grace + 1.0 - KILL_MARGIN_SECONDS
+            signals = signals or [self.stop.signum or signal.SIGTERM]
+            name = signal_name(signals[0])
+            if child is not None:
+                self.log.info(
+                    "%s recibida: se reenvía a la pasada #%d, que tiene %s s para terminar; "
+                    "no se iniciarán más pasadas",
+                    name,
+                    self.number,
+                    _seconds(self.grace),
+                )
+            else:
+                self.log.info("%s recibida entre pasadas: el bucle termina", name)
+        if child is not None:
+            # Every signal, not just the first: a second Ctrl+C means what the pass
+            # says it means.
+            for signum in signals:
+                child.send_signal(signum)
+
+    def abandon(self) -> None:
+        """Only on an unexpected exception: never leave a pass running unowned."""
+        if self.child is not None and self.child.poll() is None:
+            self.child.kill()
+            self.child.wait()
 
 
-def _on_child_exit(signum: int, frame: FrameType | None) -> None:
-    """Nothing to do: the wakeup fd already woke the loop, which reaps the child itself."""
+def _notify_on_exit(child: Child, stop: Stop) -> None:
+    """The waker: wait for the pass to end (a Popen is reaped here), then wake the loop,
+    which reads the exit code with poll()."""
+    child.wait()
+    stop.notify()
 
 
 def _seconds(value: float) -> str:

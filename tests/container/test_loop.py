@@ -1,282 +1,324 @@
-"""run_loop() itself, with a tiny stand-in for the pass: fast and independent of the CLI.
+"""run_loop(): its time policy on virtual time with fake children, then a few real ones.
 
-The stand-in (CHILD below) records when each pass starts and ends and which signals it
-got, and follows a per-pass plan: sleep, exit code, ignore signals, linger after one,
-or signal the loop (its parent), which is how these tests deliver SIGTERM/SIGINT at an
-exact moment of the loop's life.
+The fake children (FakeChild) run on a VirtualClock: each exits when its plan says, in
+virtual seconds, and "signals" reach the loop through a SignalStop at exact virtual
+times, so every start, forward and kill is asserted to the exact virtual second in no
+real time at all. What needs the OS (Popen, real signals through Stop.listen(), SIGKILL,
+the loop outside the main thread) is in test_loop_processes.py and test_loop_e2e.py.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import re
 import signal
-import sys
+import subprocess
 import threading
-import time
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import pytest
 from container_support import ListHandler
+from virtual_clock import VirtualClock
 
-from coin_sync.config import Settings
+from coin_sync.config import settings_from
 from coin_sync.loop import KILL_MARGIN_SECONDS, run_loop
+from coin_sync.stop import Stop
 
-CHILD = r"""
-import json, os, signal, subprocess, sys, time
-
-n = int(os.environ["SYNC_PASS_NUMBER"])
-plans = json.loads(os.environ["PLAN"])
-plan = plans.get(str(n), plans.get("*", {}))
-
-def note(*words):
-    with open(os.environ["RECORD"], "a") as f:
-        f.write(" ".join(str(w) for w in words) + "\n")
-
-note("start", n, time.monotonic(), os.environ.get("MARK", "-"), os.environ.get("PYTEST_CURRENT_TEST", "-")[:1])
-
-def on_signal(signum, frame):
-    note("signal", n, signal.Signals(signum).name, time.monotonic())
-    if plan.get("ignore_signals"):
-        return
-    time.sleep(plan.get("linger", 0))
-    note("end", n, time.monotonic())
-    sys.exit(128 + signum)
-
-signal.signal(signal.SIGTERM, on_signal)
-signal.signal(signal.SIGINT, on_signal)
-if "signal_loop" in plan:
-    os.kill(os.getppid(), getattr(signal, plan["signal_loop"]))
-if "signal_loop_later" in plan:
-    # A grandchild that outlives this pass signals the loop while it sleeps between passes.
-    delay, name = plan["signal_loop_later"]
-    subprocess.Popen([sys.executable, "-c",
-                      f"import os, signal, time; time.sleep({delay}); os.kill({os.getppid()}, signal.{name})"])
-deadline = time.monotonic() + plan.get("sleep", 0)
-while (left := deadline - time.monotonic()) > 0:
-    time.sleep(left)
-note("end", n, time.monotonic())
-sys.exit(plan.get("exit", 0))
-"""
+TERM, INT, KILL = signal.SIGTERM, signal.SIGINT, signal.SIGKILL
+LoopLog = tuple[logging.Logger, ListHandler]
 
 
-class Record:
-    """What the stand-in passes wrote: starts, ends and signals per pass number."""
+@dataclass(frozen=True)
+class Plan:
+    """One fake pass: it runs `runs` virtual seconds and exits `code`. On the first signal
+    forwarded to it, it exits 128+N `linger` seconds later (None: it ignores signals)."""
 
-    def __init__(self, path: Path) -> None:
-        self.starts: dict[int, float] = {}
-        self.ends: dict[int, float] = {}
-        self.signals: dict[int, list[str]] = {}
-        self.marks: dict[int, tuple[str, str]] = {}
-        if not path.exists():
-            return
-        for line in path.read_text().splitlines():
-            kind, n, *rest = line.split()
-            if kind == "start":
-                self.starts[int(n)] = float(rest[0])
-                self.marks[int(n)] = (rest[1], rest[2])
-            elif kind == "end":
-                self.ends[int(n)] = float(rest[0])
-            else:
-                self.signals.setdefault(int(n), []).append(rest[0])
+    runs: float = 0.2
+    code: int = 0
+    linger: float | None = 0.0
+    signals: tuple[tuple[float, int], ...] = ()  # (seconds after its start, signal) sent to the loop
+    cannot_start: bool = False
 
 
-def loop_times(records: ListHandler, what: str) -> dict[int, float]:
-    """When the loop itself saw pass N start (what="iniciada") or end ("terminada").
+class FakeChild:
+    """A pass as the loop sees it (the Popen subset in coin_sync.loop.Child), on virtual time."""
 
-    Taken in the loop's process, so a child interpreter's start-up time (which a busy
-    machine stretches) does not blur the schedule being measured.
-    """
-    pattern = re.compile(rf"Pasada #(\d+) {what}\b")
-    found = ((pattern.match(r.getMessage()), r.created) for r in records.records)
-    return {int(m.group(1)): created for m, created in found if m}
+    def __init__(self, clock: VirtualClock, env: dict[str, str], plan: Plan) -> None:
+        self.clock, self.env, self.plan = clock, env, plan
+        self.number = int(env["SYNC_PASS_NUMBER"])
+        self.pid = 10_000 + self.number
+        self.returncode: int | None = None
+        self.started = clock.now()
+        self.received: list[tuple[float, int]] = []  # (virtual time, signal), SIGKILL included
+        self._cond = threading.Condition()
+        clock.after(plan.runs, lambda: self._exit(plan.code))
+
+    def _exit(self, code: int) -> None:
+        with self._cond:
+            if self.returncode is None:
+                self.returncode = code
+                self._cond.notify_all()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.returncode is not None, timeout):
+                raise subprocess.TimeoutExpired(f"pass {self.number}", timeout or 0)
+            assert self.returncode is not None
+            return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        assert self.returncode is None, f"signal {sig} sent to pass {self.number}, which had ended"
+        self.received.append((self.clock.now(), sig))
+        linger = self.plan.linger
+        if linger is not None and len(self.received) == 1:
+            self.clock.after(linger, lambda: self._exit(128 + sig))
+
+    def kill(self) -> None:
+        self.received.append((self.clock.now(), KILL))
+        self._exit(-KILL)
 
 
-def run(
-    tmp_path: Path,
-    log: logging.Logger,
-    plan: dict[str, dict[str, Any]],
-    *,
-    interval: float = 0.3,
-    grace: float = 2.0,
-    environ: dict[str, str] | None = None,
-) -> tuple[int, float, Record]:
-    """run_loop with the stand-in; (exit code, seconds it took, record)."""
-    record = tmp_path / "record.txt"
-    env = {"PATH": os.environ.get("PATH", ""), "PLAN": json.dumps(plan), "RECORD": str(record)}
-    if environ is not None:
-        env.update(environ)
-    settings = Settings(sync_interval_seconds=interval, shutdown_grace_seconds=grace)
-    started = time.monotonic()
-    code = run_loop(settings, [sys.executable, "-c", CHILD], log, environ=env)
-    return code, time.monotonic() - started, Record(record)
+class SignalStop(Stop):
+    """A Stop the test signals synchronously, as Stop.listen()'s watcher thread would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._given: list[int] = []
+
+    def deliver(self, signum: int) -> None:
+        self._given.append(signum)
+        if self.signum is None:
+            self.signum = signum
+        self.request()
+
+    def take_signals(self) -> list[int]:
+        taken, self._given = self._given, []
+        return taken
 
 
-def test_passes_are_numbered_and_start_an_interval_apart(
-    tmp_path: Path, loop_log: tuple[logging.Logger, ListHandler]
-) -> None:
+class Loop:
+    """run_loop on a VirtualClock with FakeChild passes; plans by pass number."""
+
+    def __init__(self, plans: Mapping[int, Plan] | None = None, *, interval: float = 1.0, grace: float = 2.0) -> None:
+        self.plans = dict(plans or {})
+        self.settings = settings_from({"SYNC_INTERVAL_SECONDS": interval, "SHUTDOWN_GRACE_SECONDS": grace})
+        self.clock = VirtualClock()
+        self.stop = SignalStop()
+        self.children: list[FakeChild] = []
+
+    def spawn(self, argv: list[str], env: dict[str, str]) -> FakeChild:
+        assert argv == ["coin-sync", "run"]
+        plan = self.plans.get(int(env["SYNC_PASS_NUMBER"]), Plan())
+        if plan.cannot_start:
+            raise FileNotFoundError(2, "No such file or directory")
+        assert len(self.children) < 50, "the loop never stopped"
+        child = FakeChild(self.clock, env, plan)
+        for delay, signum in plan.signals:
+            self.signal_at(self.clock.now() + delay, signum)
+        self.children.append(child)
+        return child
+
+    def signal_at(self, when: float, signum: int) -> None:
+        self.clock.at(when, lambda: self.stop.deliver(signum))
+
+    def run(self, log: logging.Logger) -> int:
+        env = {"MARK": "given"}
+        return run_loop(
+            self.settings, ["coin-sync", "run"], log, environ=env, clock=self.clock, stop=self.stop, spawn=self.spawn
+        )
+
+    @property
+    def starts(self) -> list[float]:
+        return [c.started for c in self.children]
+
+
+# --- the schedule ------------------------------------------------------------------------
+
+
+def test_passes_start_an_interval_apart_start_to_start_and_are_numbered(loop_log: LoopLog) -> None:
     log, records = loop_log
-    handled = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
-    before = [signal.getsignal(s) for s in handled]
-    # Passes of 0.3 s every 0.5 s: start to start is 0.5 s, end to start would be 0.8 s.
-    plan = {"*": {"sleep": 0.3}, "4": {"signal_loop": "SIGTERM", "sleep": 5}}
-    code, _, rec = run(tmp_path, log, plan, interval=0.5, environ={"MARK": "given"})
+    # Passes of 0.3 s every 1 s: start to start is 1 s (end to start would make it 1.3 s).
+    loop = Loop({n: Plan(runs=0.3) for n in (1, 2, 3)} | {4: Plan(runs=30, signals=((0.5, TERM),))})
 
-    assert code == 0
-    assert sorted(rec.starts) == [1, 2, 3, 4]
-    starts = loop_times(records, "iniciada")
-    gaps = [starts[n + 1] - starts[n] for n in (1, 2, 3)]
-    assert all(0.45 <= gap <= 0.6 for gap in gaps), gaps
-    # Each pass gets exactly the given environment plus its number: nothing of pytest's.
-    assert set(rec.marks.values()) == {("given", "-")}
-    assert rec.signals == {4: ["SIGTERM"]}  # forwarded to the running pass
-    messages = records.messages()
-    for n in (1, 2, 3):
-        assert any(m.startswith(f"Pasada #{n} terminada con código 0 ") for m in messages), messages
-    assert any(m.startswith("Pasada #4 terminada con código 143 ") for m in messages), messages
-    assert [signal.getsignal(s) for s in handled] == before  # put back as they were
-
-
-def test_without_environ_the_passes_inherit_os_environ(
-    tmp_path: Path, loop_log: tuple[logging.Logger, ListHandler], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    record = tmp_path / "record.txt"
-    monkeypatch.setenv("PLAN", json.dumps({"1": {"signal_loop": "SIGTERM"}}))
-    monkeypatch.setenv("RECORD", str(record))
-    monkeypatch.setenv("MARK", "inherited")
-    monkeypatch.setenv("SYNC_PASS_NUMBER", "99")  # the loop's own number wins
-
-    code = run_loop(Settings(sync_interval_seconds=0.3), [sys.executable, "-c", CHILD], loop_log[0])
-
-    assert code == 0
-    rec = Record(record)
-    assert list(rec.starts) == [1]
-    assert rec.marks[1][0] == "inherited"
-
-
-def test_failing_passes_never_stop_the_loop(tmp_path: Path, loop_log: tuple[logging.Logger, ListHandler]) -> None:
-    log, records = loop_log
-    plan = {"1": {"exit": 1}, "2": {"exit": 3}, "3": {"exit": 137}, "4": {"signal_loop": "SIGTERM", "sleep": 5}}
-    code, _, rec = run(tmp_path, log, plan, interval=0.1)
-
-    assert code == 0
-    assert sorted(rec.starts) == [1, 2, 3, 4]
-    warnings = records.messages(logging.WARNING)
-    for n, exit_code in ((1, 1), (2, 3), (3, 137)):
-        assert any(m.startswith(f"Pasada #{n} terminada con código {exit_code} ") for m in warnings), warnings
-
-
-def test_exit_2_stops_the_loop_with_exit_2(tmp_path: Path, loop_log: tuple[logging.Logger, ListHandler]) -> None:
-    log, records = loop_log
-    code, took, rec = run(tmp_path, log, {"2": {"exit": 2}}, interval=0.1)
-
-    assert code == 2
-    assert sorted(rec.starts) == [1, 2]
-    assert took < 1.0
-    errors = records.messages(logging.ERROR)
-    assert any(m.startswith("Pasada #2 terminada con código 2 ") for m in errors), errors
-    assert any("el bucle se detiene" in m for m in errors), errors
-
-
-def test_overrun_is_followed_at_once_without_a_burst(
-    tmp_path: Path, loop_log: tuple[logging.Logger, ListHandler]
-) -> None:
-    log, records = loop_log
-    # Pass 1 takes 1.2 s against a 0.5 s interval: two ticks are missed.
-    plan = {"1": {"sleep": 1.2}, "4": {"signal_loop": "SIGTERM", "sleep": 5}}
-    code, _, rec = run(tmp_path, log, plan, interval=0.5)
-
-    assert code == 0
-    assert sorted(rec.starts) == [1, 2, 3, 4]
-    starts, ends = loop_times(records, "iniciada"), loop_times(records, "terminada")
-    assert starts[2] - ends[1] < 0.1  # at once
-    # Then back to the interval, counted from pass 2's start: no catching up (a burst
-    # would start pass 3 as soon as pass 2, which does nothing, has ended).
-    assert 0.45 <= starts[3] - starts[2] <= 0.6
-    assert 0.45 <= starts[4] - starts[3] <= 0.6
-    assert any("más que el intervalo" in m and "#1" in m for m in records.messages(logging.WARNING))
-
-
-def test_sigterm_waits_for_the_pass_to_finish_its_work(
-    tmp_path: Path, loop_log: tuple[logging.Logger, ListHandler]
-) -> None:
-    log, _ = loop_log
-    # The pass needs 0.5 s after the signal to finish (in-flight syncs), within the grace.
-    plan = {"1": {"signal_loop": "SIGTERM", "linger": 0.5, "sleep": 5}}
-    code, took, rec = run(tmp_path, log, plan, grace=2.0)
-
-    assert code == 0
-    assert list(rec.starts) == [1]  # no new pass
-    assert rec.signals == {1: ["SIGTERM"]}
-    assert 0.5 <= took < 1.5
-
-
-def test_sigint_is_forwarded_as_sigint(tmp_path: Path, loop_log: tuple[logging.Logger, ListHandler]) -> None:
-    log, records = loop_log
-    code, _, rec = run(tmp_path, log, {"2": {"signal_loop": "SIGINT", "sleep": 5}}, interval=0.1)
-
-    assert code == 0
-    assert sorted(rec.starts) == [1, 2]
-    assert rec.signals == {2: ["SIGINT"]}
-    assert any(m.startswith("Pasada #2 terminada con código 130 ") for m in records.messages(logging.INFO))
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
-def test_a_pass_that_overruns_the_grace_is_killed(
-    tmp_path: Path, loop_log: tuple[logging.Logger, ListHandler]
-) -> None:
-    log, records = loop_log
-    grace = 0.5
-    plan = {"1": {"signal_loop": "SIGTERM", "ignore_signals": True, "sleep": 30}}
-    code, _, rec = run(tmp_path, log, plan, grace=grace)
-    returned = time.monotonic()
-
-    assert code == 0
-    signalled = rec.starts[1]  # the pass signals the loop as soon as it starts
-    # Gone within SHUTDOWN_GRACE_SECONDS + 1 s of the signal, and not before the grace.
-    assert grace + 1 - KILL_MARGIN_SECONDS - 0.05 <= returned - signalled <= grace + 1
-    assert 1 not in rec.ends  # it never finished: killed
-    assert any(m.startswith("Pasada #1 terminada con código 137 (señal SIGKILL)") for m in records.messages())
-    assert any("se mata" in m for m in records.messages(logging.WARNING))
-
-
-def test_a_signal_while_sleeping_ends_the_loop_at_once(
-    tmp_path: Path, loop_log: tuple[logging.Logger, ListHandler]
-) -> None:
-    log, records = loop_log
-    # Interval of a minute: the SIGINT lands 0.3 s into the sleep after pass 1.
-    plan = {"1": {"signal_loop_later": [0.3, "SIGINT"]}}
-    code, took, rec = run(tmp_path, log, plan, interval=60)
-
-    assert code == 0
-    assert list(rec.starts) == [1]
-    assert took < 1.0
-    assert any("entre pasadas" in m for m in records.messages(logging.INFO))
-
-
-def test_a_command_that_cannot_start_stops_the_loop(loop_log: tuple[logging.Logger, ListHandler]) -> None:
-    log, records = loop_log
-    code = run_loop(Settings(sync_interval_seconds=0.1), ["/nonexistent/python", "-m", "coin_sync", "run"], log)
-
-    assert code == 2
-    assert any(m.startswith("No se pudo iniciar la pasada #1") for m in records.messages(logging.ERROR))
-
-
-def test_outside_the_main_thread_it_still_runs(tmp_path: Path, loop_log: tuple[logging.Logger, ListHandler]) -> None:
-    # No signal handlers can be installed there; the loop must still schedule and reap.
-    log, records = loop_log
-    result: list[tuple[int, float, Record]] = []
-    worker = threading.Thread(
-        target=lambda: result.append(run(tmp_path, log, {"1": {"sleep": 0.2}, "3": {"exit": 2}}, interval=0.1))
+    assert loop.run(log) == 0
+    assert loop.starts == [0.0, 1.0, 2.0, 3.0]
+    # Each pass gets exactly the given environment plus its number.
+    assert [c.env for c in loop.children] == [{"MARK": "given", "SYNC_PASS_NUMBER": str(n)} for n in (1, 2, 3, 4)]
+    assert loop.children[3].received == [(3.5, TERM)]
+    assert loop.clock.now() == 3.5  # it exited at once, so the loop ended at once
+    assert records.messages()[0] == (
+        "Bucle de sincronización: una pasada cada 1 s (de inicio a inicio), cada una en un proceso nuevo"
     )
-    worker.start()
-    worker.join(10)
+    info = records.messages(logging.INFO)
+    for n in (1, 2, 3):
+        assert f"Pasada #{n} terminada con código 0 en 0.3 s" in info
+    assert (
+        "SIGTERM recibida: se reenvía a la pasada #4, que tiene 2 s para terminar; no se iniciarán más pasadas" in info
+    )
+    assert "Pasada #4 terminada con código 143 en 0.5 s" in info  # a signal we forwarded: INFO
+    assert info[-1] == "Bucle detenido tras 4 pasada(s)"
+    assert "Pasada #1 iniciada (pid 10001)" in records.messages(logging.DEBUG)
 
-    code, _, rec = result[0]
-    assert code == 2
-    assert sorted(rec.starts) == [1, 2, 3]
-    # It notices the end of a pass within its polling period (0.1 s).
-    assert loop_times(records, "iniciada")[2] - loop_times(records, "terminada")[1] < 0.2
+
+def test_an_overrun_is_followed_at_once_and_missed_ticks_are_dropped(loop_log: LoopLog) -> None:
+    log, records = loop_log
+    # Pass 1 takes 2.5 s against a 1 s interval: the ticks at 1 and 2 are missed. Pass 3
+    # takes exactly the interval: also followed at once.
+    plans = {1: Plan(runs=2.5), 3: Plan(runs=1.0), 5: Plan(runs=30, signals=((0.1, TERM),))}
+    loop = Loop(plans)
+
+    assert loop.run(log) == 0
+    # 2 at once after 1; then the interval again from 2's start, no catching up (a burst
+    # would start 3 at 2.7, as soon as 2 ended).
+    assert loop.starts == [0.0, 2.5, 3.5, 4.5, 5.5]
+    warnings = records.messages(logging.WARNING)
+    assert warnings == [
+        "La pasada #1 duró 2.5 s, más que el intervalo de 1 s: la siguiente empieza ya",
+        "La pasada #3 duró 1.0 s, más que el intervalo de 1 s: la siguiente empieza ya",
+    ]
+
+
+def test_a_signal_between_passes_ends_the_loop_at_once(loop_log: LoopLog) -> None:
+    log, records = loop_log
+    loop = Loop(interval=60)
+    loop.signal_at(5.0, INT)  # 4.8 s into the 60 s sleep after pass 1
+
+    assert loop.run(log) == 0
+    assert loop.starts == [0.0]
+    assert loop.clock.now() == 5.0
+    assert loop.children[0].received == []  # nobody to forward to
+    assert records.messages(logging.INFO)[-2:] == [
+        "SIGINT recibida entre pasadas: el bucle termina",
+        "Bucle detenido tras 1 pasada(s)",
+    ]
+
+
+def test_a_stop_without_a_signal_counts_as_sigterm(loop_log: LoopLog) -> None:
+    log, _ = loop_log
+    loop = Loop({1: Plan(runs=30)})
+    loop.clock.at(1.0, loop.stop.request)
+
+    assert loop.run(log) == 0
+    assert loop.children[0].received == [(1.0, TERM)]
+
+
+# --- signals during a pass -------------------------------------------------------------
+
+
+def test_the_pass_has_the_grace_to_finish_then_no_pass_follows(loop_log: LoopLog) -> None:
+    log, records = loop_log
+    # Finishing its in-flight work takes it 1.5 s, within the 2 s grace.
+    loop = Loop({1: Plan(runs=30, linger=1.5, signals=((0.5, TERM),))}, interval=0.1)
+
+    assert loop.run(log) == 0
+    assert loop.starts == [0.0]
+    assert loop.children[0].received == [(0.5, TERM)]
+    assert loop.clock.now() == 2.0
+    assert "Pasada #1 terminada con código 143 en 2.0 s" in records.messages(logging.INFO)
+
+
+def test_a_pass_that_overruns_the_grace_is_killed_at_the_deadline(loop_log: LoopLog) -> None:
+    log, records = loop_log
+    grace = 2.0
+    loop = Loop({1: Plan(runs=30, linger=None, signals=((0.5, TERM),))}, grace=grace)
+
+    assert loop.run(log) == 0
+    deadline = 0.5 + grace + 1 - KILL_MARGIN_SECONDS
+    assert loop.children[0].received == [(0.5, TERM), (deadline, KILL)]
+    assert loop.clock.now() == deadline  # within SHUTDOWN_GRACE_SECONDS + 1 s of the signal
+    assert records.messages(logging.WARNING) == [
+        "La pasada #1 no terminó en 2.75 s tras la señal: se mata (SIGKILL)",
+        "Pasada #1 terminada con código 137 (señal SIGKILL) en 3.2 s",  # 3.25 s
+    ]
+
+
+def test_every_signal_is_forwarded_not_just_the_first(loop_log: LoopLog) -> None:
+    log, records = loop_log
+    signals = ((0.5, INT), (1.0, INT), (1.5, TERM))
+    loop = Loop({1: Plan(runs=30, linger=2.0, signals=signals)})
+
+    assert loop.run(log) == 0
+    assert loop.children[0].received == [(0.5, INT), (1.0, INT), (1.5, TERM)]
+    assert loop.clock.now() == 2.5  # the first signal and the linger decide the end
+    info = records.messages(logging.INFO)
+    assert sum("recibida" in m for m in info) == 1  # said once, at the first
+    assert (
+        "SIGINT recibida: se reenvía a la pasada #1, que tiene 2 s para terminar; no se iniciarán más pasadas" in info
+    )
+    assert "Pasada #1 terminada con código 130 en 2.5 s" in info
+
+
+def test_a_signal_while_a_pass_is_being_started_is_forwarded_to_it(loop_log: LoopLog) -> None:
+    log, _ = loop_log
+    loop = Loop()
+    spawn = loop.spawn
+
+    def spawn_and_signal(argv: list[str], env: dict[str, str]) -> FakeChild:
+        child = spawn(argv, env)
+        if child.number == 2:
+            loop.stop.deliver(TERM)  # after fork, before the loop looks
+        return child
+
+    loop.spawn = spawn_and_signal  # type: ignore[method-assign]
+    assert loop.run(log) == 0
+    assert loop.starts == [0.0, 1.0]
+    assert loop.children[1].received == [(1.0, TERM)]
+
+
+# --- exit codes ----------------------------------------------------------------------------
+
+
+def test_failing_passes_never_stop_the_loop_and_are_logged_by_code(loop_log: LoopLog) -> None:
+    log, records = loop_log
+    plans = {1: Plan(code=1), 2: Plan(code=3), 3: Plan(code=137), 4: Plan(code=-TERM), 5: Plan(code=143)}
+    loop = Loop(plans | {6: Plan(runs=30, signals=((0.1, TERM),))}, interval=1)
+
+    assert loop.run(log) == 0
+    assert len(loop.children) == 6
+    # 3 is ERROR as the pass's own FIN line has it; a 143 the loop did not cause, WARNING.
+    assert records.messages(logging.ERROR) == ["Pasada #2 terminada con código 3 en 0.2 s"]
+    assert records.messages(logging.WARNING) == [
+        "Pasada #1 terminada con código 1 en 0.2 s",
+        "Pasada #3 terminada con código 137 en 0.2 s",
+        "Pasada #4 terminada con código 143 (señal SIGTERM) en 0.2 s",
+        "Pasada #5 terminada con código 143 en 0.2 s",
+    ]
+
+
+def test_a_pass_exiting_2_stops_the_loop_with_2(loop_log: LoopLog) -> None:
+    log, records = loop_log
+    loop = Loop({2: Plan(code=2)})
+
+    assert loop.run(log) == 2
+    assert loop.starts == [0.0, 1.0]
+    assert loop.clock.now() == 1.2
+    assert records.messages(logging.ERROR) == [
+        "Pasada #2 terminada con código 2 en 0.2 s",
+        "La pasada #2 terminó con código 2 (configuración inválida): el bucle se detiene, "
+        "todas las pasadas siguientes fallarían igual",
+    ]
+
+
+def test_a_pass_that_cannot_start_stops_the_loop_with_2(loop_log: LoopLog) -> None:
+    log, records = loop_log
+    loop = Loop({3: Plan(cannot_start=True)})
+
+    assert loop.run(log) == 2
+    assert len(loop.children) == 2
+    assert records.messages(logging.ERROR) == ["No se pudo iniciar la pasada #3 (coin-sync): No such file or directory"]
+
+
+def test_an_unexpected_error_never_leaves_a_pass_running(loop_log: LoopLog) -> None:
+    log, _ = loop_log
+    loop = Loop({1: Plan(runs=30)})
+
+    def crash() -> None:
+        raise RuntimeError("a bug in the loop")
+
+    loop.clock.at(1.0, crash)  # runs inside the loop's wait, as if the loop itself raised
+    with pytest.raises(RuntimeError):
+        loop.run(log)
+    assert loop.children[0].received == [(1.0, KILL)]

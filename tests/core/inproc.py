@@ -66,7 +66,7 @@ def run_pass_inproc(
     env: Mapping[str, str], *, clock: VirtualClock | None = None, stop: Stop | None = None, sync_cost: float = 0.0
 ) -> PassRun:
     settings = load_settings(environ={**BASE_ENV, **env})
-    clock = clock or VirtualClock()
+    clock = clock or VirtualClock(real_slice=1.0)
     collect = _Collect()
     log = logging.getLogger(f"coin_sync.inproc.{id(collect)}")
     log.propagate = False

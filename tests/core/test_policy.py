@@ -34,7 +34,7 @@ def test_grace_runs_out_on_a_hung_sync_and_the_rest_is_skipped() -> None:
         backend.script("BTCUSDT", hang(30))
         stop = Stop()
         _signal_once_in_flight(backend, stop, 1)
-        clock = VirtualClock()
+        clock = VirtualClock(real_slice=1.0)
         run = _pass(backend, stop, clock, SYNC_CONCURRENCY="1", SHUTDOWN_GRACE_SECONDS="20")
     statuses = {s["symbol"]: s["status"] for s in run.summary["symbols"]}
     assert run.code == 143 and run.summary["reason"] == "interrupted"
@@ -60,7 +60,7 @@ def test_a_signal_outranks_the_deadline() -> None:
     with FakeBackend(symbols=10) as backend:
         backend.script(backend.symbols[0], ok(delay=0.3))
         stop = Stop()
-        clock = VirtualClock()
+        clock = VirtualClock(real_slice=1.0)
         # The deadline (0.5 s) passes while the first sync is in flight; then SIGINT.
         threading.Timer(0.15, lambda: clock.advance(1)).start()
         threading.Timer(0.2, lambda: stop.deliver(signal.SIGINT)).start()

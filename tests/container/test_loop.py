@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import pytest
 from container_support import ListHandler
-from virtual_clock import VirtualClock
 
 from coin_sync.config import settings_from
 from coin_sync.loop import KILL_MARGIN_SECONDS, run_loop
 from coin_sync.stop import Stop
+from virtual_clock import VirtualClock
 
 TERM, INT, KILL = signal.SIGTERM, signal.SIGINT, signal.SIGKILL
 LoopLog = tuple[logging.Logger, ListHandler]

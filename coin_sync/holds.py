@@ -79,9 +79,7 @@ class Decision:
     keep: State  # what to remember from here on (new ambiguous syncs are added later)
 
 
-def decide(
-    state: State, symbols: list[str], listing: Listing | None, now: datetime, hold_seconds: float
-) -> Decision:
+def decide(state: State, symbols: list[str], listing: Listing | None, now: datetime, hold_seconds: float) -> Decision:
     """Split this pass's symbols into sent and held; drop memories that expired or were
     resolved (the backend finished), for these symbols and any other."""
     keep: State = {}

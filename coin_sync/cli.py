@@ -165,7 +165,7 @@ def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
         if not kube:
             # Outside Kubernetes the run lock is LOCK_FILE (off: "inactive" again). It
             # fails open whatever K8S_LOCK_REQUIRED says: that setting is about the API.
-            guard = FileLockGuard(settings.local.lock_file, log)
+            guard = FileLockGuard(settings.log.lock_file, log)
             lock = guard.acquire()
         report = _guarded_pass(settings, log, stop, lock, kube)
     except ConfigError as exc:
@@ -206,8 +206,8 @@ def _guarded_pass(settings: Settings, log: logging.Logger, stop: Stop, lock: Loc
     # The ambiguous syncs remembered across passes. With Kubernetes integration they
     # belong in the status record (a StateStore to come in coin_sync/k8s, chosen here
     # when `kube`); until then, and outside Kubernetes, STATE_FILE.
-    assert settings.local.state_file is not None  # resolved by config._validated
-    state = FileStateStore(settings.local.state_file, log)
+    assert settings.log.state_file is not None  # resolved by config._validated
+    state = FileStateStore(settings.log.state_file, log)
     return run_pass(_context(settings, log, stop, state))
 
 

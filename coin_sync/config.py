@@ -70,26 +70,16 @@ class RetrySettings:
 @dataclass(frozen=True)
 class SyncSettings:
     symbols: tuple[str, ...] = setting(
-        "SYMBOLS_TO_SYNC",
-        p.symbol_list,
-        "exactamente estos símbolos, separados por comas (siembra); vacío = los de /api/symbols",
-        (),
+        "SYMBOLS_TO_SYNC", p.symbol_list, "exactamente estos símbolos, por comas (siembra); vacío = /api/symbols", ()
     )
     include: tuple[str, ...] = setting(
-        "SYMBOLS_INCLUDE",
-        p.symbol_list,
-        "símbolos que se sincronizan siempre además de los de /api/symbols (monedas nuevas)",
-        (),
+        "SYMBOLS_INCLUDE", p.symbol_list, "símbolos sincronizados siempre, además de /api/symbols (monedas nuevas)", ()
     )
     exclude: tuple[str, ...] = setting(
         "SYMBOLS_EXCLUDE", p.symbol_list, "símbolos que nunca se sincronizan (gana a SYMBOLS_INCLUDE)", ()
     )
     ambiguous_hold_seconds: float | None = setting(
-        "AMBIGUOUS_HOLD_SECONDS",
-        p.non_negative,
-        "tras un timeout o un 504 en /api/sync, cuánto tiempo no se reenvía ese símbolo mientras su "
-        "last_record no avance (por defecto 2 × HTTP_TIMEOUT; 0 = sin espera)",
-        None,
+        "AMBIGUOUS_HOLD_SECONDS", p.non_negative, "tras timeout/504, segundos sin reenviar (2 × HTTP_TIMEOUT)", None
     )
     concurrency: int = setting(
         "SYNC_CONCURRENCY", p.concurrency, "sincronizaciones en curso a la vez (1 = secuencial)", 8
@@ -127,23 +117,11 @@ class LogSettings:
         "resumen breve para 'kubectl describe' (si existe y se puede escribir)",
         Path("/dev/termination-log"),
     )
-
-
-@dataclass(frozen=True)
-class LocalSettings:
-    """Outside Kubernetes: the run lock and the memory of ambiguous syncs, as files."""
-
     lock_file: Path | None = setting(
-        "LOCK_FILE",
-        p.path_or_off,
-        "sin Kubernetes, cerrojo de la pasada (flock); off = sin cerrojo (por defecto LOG_DIR/.coin-sync.lock)",
-        None,
+        "LOCK_FILE", p.path_or_off, "cerrojo fcntl sin Kubernetes (LOG_DIR/.coin-sync.lock); off = ninguno", None
     )
     state_file: Path | None = setting(
-        "STATE_FILE",
-        p.path,
-        "sincronizaciones ambiguas recordadas entre pasadas (por defecto LOG_DIR/.coin-sync-state.json)",
-        None,
+        "STATE_FILE", p.path, "sincronizaciones ambiguas entre pasadas (LOG_DIR/.coin-sync-state.json)", None
     )
 
 
@@ -175,7 +153,6 @@ class Settings:
     retry: RetrySettings = field(default_factory=RetrySettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
     log: LogSettings = field(default_factory=LogSettings)
-    local: LocalSettings = field(default_factory=LocalSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
     config_file: Path | None = None
 
@@ -189,7 +166,7 @@ class Settings:
             elif f.env == "BACKEND_URL":
                 text = p.redact_url(value)
             elif isinstance(value, tuple):
-                text = ",".join(value) or "(todos)"
+                text = ",".join(value) or ("(todos)" if f.env == "SYMBOLS_TO_SYNC" else "(ninguno)")
             elif value is None:
                 text = "(no definido)"
             else:
@@ -354,27 +331,12 @@ def _validated(settings: Settings) -> Settings:
         # It travels in an HTTP header: visible ASCII only (no spaces, newlines or
         # letters outside latin-1 that http.client cannot encode).
         raise ConfigError("BACKEND_TOKEN: valor inválido: solo admite caracteres ASCII visibles, sin espacios")
-    return _with_derived_defaults(settings)
-
-
-def _with_derived_defaults(settings: Settings) -> Settings:
-    """Defaults that depend on other settings (LOG_DIR, HTTP_TIMEOUT, the shard)."""
-    sync, local = settings.sync, settings.local
-    if sync.ambiguous_hold_seconds is None:
-        sync = replace(sync, ambiguous_hold_seconds=2 * settings.backend.http_timeout)
-    # One lock and one state file per shard, like the Lease: shards run side by side.
-    suffix = f"-{sync.shard_index}" if sync.shard_count > 1 else ""
-    lock_file = local.lock_file or settings.log.dir / ".coin-sync.lock"
-    state_file = local.state_file or settings.log.dir / ".coin-sync-state.json"
-    local = LocalSettings(
-        lock_file=lock_file if lock_file == p.OFF else _with_suffix(lock_file, suffix),
-        state_file=_with_suffix(state_file, suffix),
-    )
-    return replace(settings, sync=sync, local=local)
-
-
-def _with_suffix(path: Path, suffix: str) -> Path:
-    return path.with_name(f"{path.stem}{suffix}{path.suffix}") if suffix else path
+    # Defaults that depend on other settings; one lock and one state file per shard, as the Lease.
+    log, hold = settings.log, sync.ambiguous_hold_seconds
+    lock = p.per_shard(log.lock_file or log.dir / ".coin-sync.lock", sync.shard_index, sync.shard_count)
+    state = p.per_shard(log.state_file or log.dir / ".coin-sync-state.json", sync.shard_index, sync.shard_count)
+    sync = replace(sync, ambiguous_hold_seconds=2 * backend.http_timeout if hold is None else hold)
+    return replace(settings, sync=sync, log=replace(log, lock_file=lock, state_file=state))
 
 
 def _read_token(path: Path) -> str:

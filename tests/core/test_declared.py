@@ -86,3 +86,14 @@ def test_symbols_command_prints_the_union(run_cli) -> None:  # type: ignore[no-u
     with FakeBackend(symbols=2) as backend:
         run = run_cli("symbols", BACKEND_URL=backend.url, SYMBOLS_INCLUDE="newusdt", SYMBOLS_EXCLUDE="ETHUSDT")
     assert run.code == 0 and run.stdout.split() == ["BTCUSDT", "NEWUSDT"]
+
+
+def test_the_banner_shows_empty_lists_for_what_they_mean() -> None:
+    from coin_sync.config import load_settings
+
+    shown = dict(load_settings({}, {}).describe())
+    assert (shown["SYMBOLS_TO_SYNC"], shown["SYMBOLS_INCLUDE"], shown["SYMBOLS_EXCLUDE"]) == (
+        "(todos)",
+        "(ninguno)",
+        "(ninguno)",
+    )

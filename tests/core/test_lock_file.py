@@ -93,10 +93,23 @@ def test_shards_take_one_lock_each(base_env: dict[str, str]) -> None:
     from coin_sync.config import load_settings
 
     settings = load_settings({}, {"LOG_DIR": "/x", "SHARD_COUNT": "3", "SHARD_INDEX": "2"})
-    assert settings.local.lock_file == Path("/x/.coin-sync-2.lock")
-    assert settings.local.state_file == Path("/x/.coin-sync-state-2.json")
+    assert settings.log.lock_file == Path("/x/.coin-sync-2.lock")
+    assert settings.log.state_file == Path("/x/.coin-sync-state-2.json")
     plain = load_settings({}, {"LOG_DIR": "/x"})
-    assert (plain.local.lock_file, plain.local.state_file) == (
+    assert (plain.log.lock_file, plain.log.state_file) == (
         Path("/x/.coin-sync.lock"),
         Path("/x/.coin-sync-state.json"),
     )
+
+
+def test_lock_file_off_and_bad_hold_values() -> None:
+    import pytest
+
+    from coin_sync.config import ConfigError, load_settings
+    from coin_sync.parsing import OFF
+
+    assert load_settings({}, {"LOCK_FILE": "OFF", "SHARD_COUNT": "2"}).log.lock_file == OFF
+    assert dict(load_settings({}, {"LOCK_FILE": "off"}).describe())["LOCK_FILE"] == "off"
+    assert load_settings({}, {"LOCK_FILE": "/run/x.lock"}).log.lock_file == Path("/run/x.lock")
+    with pytest.raises(ConfigError, match=r"^AMBIGUOUS_HOLD_SECONDS:"):
+        load_settings({}, {"AMBIGUOUS_HOLD_SECONDS": "-1"})

@@ -129,13 +129,11 @@ def _context(settings: Settings, log: logging.Logger, stop: Stop, state: StateSt
     from coin_sync.client import make_client
     from coin_sync.clock import RealClock
     from coin_sync.runner import PassContext
+    from coin_sync.state import MemoryStateStore
 
     client = make_client(settings.backend, settings.sync.concurrency)
     log.info("Cliente del backend inicializado: %s", client.shown_url)
-    ctx = PassContext(settings, client, log, stop, RealClock())
-    if state is not None:
-        ctx.state = state
-    return ctx
+    return PassContext(settings, client, log, stop, RealClock(), state if state is not None else MemoryStateStore())
 
 
 def _banner(settings: Settings, log: logging.Logger) -> None:

@@ -89,7 +89,8 @@ def decide(state: State, symbols: list[str], listing: Listing | None, now: datet
         age = (now - entry.sent_at).total_seconds()
         appeared = entry.baseline_known and entry.last_record is None and symbol in listed
         done = listing is not None and (appeared or advanced(entry, listing.last_record(symbol)))
-        if age >= hold_seconds or done:
+        # A sent_at far in the future (another host's clock) must not hold it forever.
+        if age >= hold_seconds or age < -hold_seconds or done:
             continue
         keep[symbol] = entry
         held[symbol] = Held(entry, max(0.0, age), hold_seconds - max(0.0, age))

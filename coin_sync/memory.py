@@ -98,7 +98,8 @@ class Memory:
             sent_at = dict(self._sent_at)
         declared = [r for r in results if r.symbol in plan.unlisted_includes]
         after: Listing | None = None
-        if (declared or (unclear and plan.listing is None)) and ctx.stop.signum is None:
+        # Not after a signal, a deadline or a lost backend: the pass must end now.
+        if (declared or (unclear and plan.listing is None)) and not ctx.stop.is_set():
             after = self._listing_once()
         for result in declared:
             if after is None:

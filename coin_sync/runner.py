@@ -127,8 +127,8 @@ def resolve_plan(ctx: PassContext) -> SymbolPlan | None:
     listing: Listing | None = None
     unlisted: set[str] = set()
     if s.symbols:
-        symbols = _normalised(log, s.symbols)
         log.info("Símbolos de SYMBOLS_TO_SYNC: %d", len(s.symbols))
+        symbols = _normalised(log, s.symbols)
         if s.include or s.exclude:
             log.warning("SYMBOLS_TO_SYNC define exactamente los símbolos: se ignoran SYMBOLS_INCLUDE/SYMBOLS_EXCLUDE")
     else:

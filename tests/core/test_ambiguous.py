@@ -98,6 +98,7 @@ def test_decide_policy() -> None:
         "DUSDT": AmbiguousSync("DUSDT", sent, None),  # new coin, still unlisted: held
         "EUSDT": AmbiguousSync("EUSDT", sent, None, baseline_known=False),  # by time only: held
         "ZUSDT": AmbiguousSync("ZUSDT", sent - timedelta(seconds=700), old),  # expired, not in this pass: dropped
+        "YUSDT": AmbiguousSync("YUSDT", sent + timedelta(days=1), old),  # a clock far ahead: dropped
     }
     listing = Listing(
         ["AUSDT", "BUSDT", "CUSDT", "EUSDT"],

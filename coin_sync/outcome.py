@@ -156,6 +156,11 @@ class PassReport:
     def failures(self) -> list[SymbolResult]:
         return [r for r in self.results if r.status in (SymbolStatus.FAILED, SymbolStatus.INTERRUPTED)]
 
+    @property
+    def pending_backfill_symbols(self) -> list[str]:
+        """Declared symbols still absent from /api/symbols (for the status record)."""
+        return [r.symbol for r in self.results if r.pending_backfill]
+
     def failed_symbols(self, limit: int, error_chars: int) -> list[dict[str, str]]:
         """The first `limit` failures as {"symbol", "error"}, errors cut to `error_chars`."""
         return [{"symbol": r.symbol, "error": (r.error or r.status)[:error_chars]} for r in self.failures[:limit]]

@@ -33,6 +33,7 @@ def test_an_included_symbol_absent_from_the_list_is_synced_and_reported_pending_
     new = next(s for s in run.summary["symbols"] if s["symbol"] == "NEWUSDT")
     assert new["pending_backfill"] is True and new["status"] == "failed"
     assert run.summary["totals"]["pending_backfill"] == 1
+    assert run.report.pending_backfill_symbols == ["NEWUSDT"]
     assert [line for line in run.lines("NEWUSDT (SYMBOLS_INCLUDE) aún no está en /api/symbols") if " WARNING " in line]
     (fin,) = run.lines("FIN DE SINCRONIZACIÓN")
     assert "pendientes de backfill: 1" in fin

@@ -19,8 +19,10 @@ from coin_sync.outcome import EndReason, ExitCode, PassReport
 from coin_sync.stop import Interrupted, Stop
 
 if TYPE_CHECKING:
-    from coin_sync.k8s import LockOutcome
+    from coin_sync.filelock import FileLockGuard
+    from coin_sync.k8s import LockOutcome, PassGuard
     from coin_sync.runner import PassContext
+    from coin_sync.state import StateStore
 
 COMMANDS = {
     "run": "una pasada de sincronización completa (por defecto)",
@@ -30,7 +32,7 @@ COMMANDS = {
 }
 
 EXIT_CODES_HELP = """códigos de salida:
-  0    todos los símbolos sincronizados (o nada que sincronizar)
+  0    todos los símbolos sincronizados (o nada que sincronizar, u otra pasada en curso: lock_held)
   1    uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS
   2    configuración o uso incorrectos
   3    backend no disponible (nunca sano, lista de símbolos inutilizable o caído a mitad de pasada)
@@ -123,15 +125,16 @@ def main(argv: list[str] | None = None) -> int:
         shutdown_logging()
 
 
-def _context(settings: Settings, log: logging.Logger, stop: Stop) -> PassContext:
+def _context(settings: Settings, log: logging.Logger, stop: Stop, state: StateStore | None = None) -> PassContext:
     # Imported here: `--help` and config errors should not pay for requests/backoff.
     from coin_sync.client import make_client
     from coin_sync.clock import RealClock
     from coin_sync.runner import PassContext
+    from coin_sync.state import MemoryStateStore
 
     client = make_client(settings.backend, settings.sync.concurrency)
     log.info("Cliente del backend inicializado: %s", client.shown_url)
-    return PassContext(settings, client, log, stop, RealClock())
+    return PassContext(settings, client, log, stop, RealClock(), state if state is not None else MemoryStateStore())
 
 
 def _banner(settings: Settings, log: logging.Logger) -> None:
@@ -146,14 +149,22 @@ def _banner(settings: Settings, log: logging.Logger) -> None:
 
 def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
     from coin_sync.clock import RealClock
+    from coin_sync.filelock import FileLockGuard
     from coin_sync.k8s import open_guard
     from coin_sync.publish import publish
     from coin_sync.runner import new_report
 
     _banner(settings, log)
-    guard = open_guard(settings, log, os.environ)
+    guard: PassGuard | FileLockGuard = open_guard(settings, log, os.environ)
     try:
-        report = _guarded_pass(settings, log, stop, guard.acquire())
+        lock = guard.acquire()
+        kube = lock.state != "inactive"
+        if not kube:
+            # Outside Kubernetes the run lock is LOCK_FILE (off: "inactive" again). It
+            # fails open whatever K8S_LOCK_REQUIRED says: that setting is about the API.
+            guard = FileLockGuard(settings.log.lock_file, log)
+            lock = guard.acquire()
+        report = _guarded_pass(settings, log, stop, lock, kube)
     except ConfigError as exc:
         log.error("Configuración inválida: %s", exc)
         report = new_report(settings, RealClock(), EndReason.BAD_CONFIG)
@@ -167,9 +178,11 @@ def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
     return publish(report, settings, log, guard)
 
 
-def _guarded_pass(settings: Settings, log: logging.Logger, stop: Stop, lock: LockOutcome) -> PassReport:
+def _guarded_pass(settings: Settings, log: logging.Logger, stop: Stop, lock: LockOutcome, kube: bool) -> PassReport:
+    """kube: the lock is the Kubernetes Lease (else LOCK_FILE, or none)."""
     from coin_sync.clock import RealClock
     from coin_sync.runner import new_report, run_pass
+    from coin_sync.state import FileStateStore
 
     if stop.signum is not None:
         # SIGTERM/SIGINT while the lock was being taken: whatever its answer, this pass
@@ -182,12 +195,17 @@ def _guarded_pass(settings: Settings, log: logging.Logger, stop: Stop, lock: Loc
         report = new_report(settings, RealClock(), EndReason.LOCK_HELD)
         report.detail = lock.detail
         return report
-    if lock.state == "unavailable" and settings.kubernetes.lock_required:
+    if lock.state == "unavailable" and kube and settings.kubernetes.lock_required:
         # open_guard already logged why, and that the pass will not run.
         report = new_report(settings, RealClock(), EndReason.LOCK_UNAVAILABLE)
         report.detail = lock.detail
         return report
-    return run_pass(_context(settings, log, stop))
+    # The ambiguous syncs remembered across passes. With Kubernetes integration they
+    # belong in the status record (a StateStore to come in coin_sync/k8s, chosen here
+    # when `kube`); until then, and outside Kubernetes, STATE_FILE.
+    assert settings.log.state_file is not None  # resolved by config._validated
+    state = FileStateStore(settings.log.state_file, log)
+    return run_pass(_context(settings, log, stop, state))
 
 
 def _check(settings: Settings, log: logging.Logger, stop: Stop) -> int:

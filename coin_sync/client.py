@@ -14,6 +14,8 @@ from requests.adapters import HTTPAdapter
 
 from coin_sync.config import BackendSettings
 from coin_sync.errors import BackendError, ErrorKind
+from coin_sync.exchange import Classification, classify
+from coin_sync.holds import Listing, parse_listing
 from coin_sync.parsing import redact_url
 from coin_sync.retry import parse_retry_after
 from coin_sync.symbols import parse_symbols_payload
@@ -45,17 +47,25 @@ def _one_line(text: str) -> str:
     return flat if len(flat) <= MESSAGE_LIMIT else flat[: MESSAGE_LIMIT - 1] + "…"
 
 
-def error_message(response: requests.Response) -> str:
-    """The backend's own message from either error shape, else a text snippet."""
+def backend_message(response: requests.Response) -> str | None:
+    """The backend's own message from either JSON error shape, if any."""
     try:
         body = response.json()
     except ValueError:
-        body = None
+        return None
     if isinstance(body, dict):
         for key in ("message", "error"):
             value = body.get(key)
             if isinstance(value, str) and value.strip():
-                return f"HTTP {response.status_code}: {_one_line(value)}"
+                return value
+    return None
+
+
+def error_message(response: requests.Response) -> str:
+    """The backend's own message from either error shape, else a text snippet."""
+    own = backend_message(response)
+    if own is not None:
+        return f"HTTP {response.status_code}: {_one_line(own)}"
     snippet = _one_line(response.text or "")
     if snippet and not snippet.lstrip().startswith("<"):
         return f"HTTP {response.status_code}: {snippet}"
@@ -99,6 +109,7 @@ class BackendClient:
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
                 # A gateway's 504: the backend behind it may still be syncing.
                 may_still_run=unsafe and response.status_code == 504,
+                exchange=_relayed(response),
             )
         try:
             return response.json()
@@ -129,6 +140,17 @@ class BackendClient:
         except ValueError as exc:
             raise BackendError(f"/api/symbols: {exc}", ErrorKind.BODY, status=200) from None
 
+    # ISSUE-12 BRIDGE: the same GET as list_symbols(), with each row's last_record. Issue 9
+    # makes list_symbols() return ListedSymbol(name, last_record) rows: after the merge the
+    # runner uses those and this method goes.
+    def listing(self) -> Listing:
+        response = self._request("GET", "/api/symbols", self.timeout)
+        payload = self._json(response, "/api/symbols")
+        try:
+            return parse_listing(payload)
+        except ValueError as exc:
+            raise BackendError(f"/api/symbols: {exc}", ErrorKind.BODY, status=200) from None
+
     def sync(self, symbol: str) -> int:
         """New records stored for `symbol`."""
         # After a read timeout or a gateway's 504 the backend may still be syncing this
@@ -144,6 +166,14 @@ class BackendClient:
         if isinstance(new_records, bool) or not isinstance(new_records, int) or new_records < 0:
             raise BackendError("respuesta de /api/sync sin 'new_records' válido", ErrorKind.BODY, status=200)
         return new_records
+
+
+def _relayed(response: requests.Response) -> Classification | None:
+    """The backend relays exchange failures as a 500 carrying the exchange's words."""
+    if response.status_code != 500:
+        return None
+    own = backend_message(response)
+    return None if own is None else classify(own)
 
 
 def _reason(exc: BaseException) -> str:

@@ -70,7 +70,16 @@ class RetrySettings:
 @dataclass(frozen=True)
 class SyncSettings:
     symbols: tuple[str, ...] = setting(
-        "SYMBOLS_TO_SYNC", p.symbol_list, "símbolos separados por comas; vacío = todos los de /api/symbols", ()
+        "SYMBOLS_TO_SYNC", p.symbol_list, "exactamente estos símbolos, por comas (siembra); vacío = /api/symbols", ()
+    )
+    include: tuple[str, ...] = setting(
+        "SYMBOLS_INCLUDE", p.symbol_list, "símbolos sincronizados siempre, además de /api/symbols (monedas nuevas)", ()
+    )
+    exclude: tuple[str, ...] = setting(
+        "SYMBOLS_EXCLUDE", p.symbol_list, "símbolos que nunca se sincronizan (gana a SYMBOLS_INCLUDE)", ()
+    )
+    ambiguous_hold_seconds: float | None = setting(
+        "AMBIGUOUS_HOLD_SECONDS", p.non_negative, "tras timeout/504, segundos sin reenviar (2 × HTTP_TIMEOUT)", None
     )
     concurrency: int = setting(
         "SYNC_CONCURRENCY", p.concurrency, "sincronizaciones en curso a la vez (1 = secuencial)", 8
@@ -107,6 +116,12 @@ class LogSettings:
         p.path,
         "resumen breve para 'kubectl describe' (si existe y se puede escribir)",
         Path("/dev/termination-log"),
+    )
+    lock_file: Path | None = setting(
+        "LOCK_FILE", p.path_or_off, "cerrojo fcntl sin Kubernetes (LOG_DIR/.coin-sync.lock); off = ninguno", None
+    )
+    state_file: Path | None = setting(
+        "STATE_FILE", p.path, "sincronizaciones ambiguas entre pasadas (LOG_DIR/.coin-sync-state.json)", None
     )
 
 
@@ -151,7 +166,7 @@ class Settings:
             elif f.env == "BACKEND_URL":
                 text = p.redact_url(value)
             elif isinstance(value, tuple):
-                text = ",".join(value) or "(todos)"
+                text = ",".join(value) or ("(todos)" if f.env == "SYMBOLS_TO_SYNC" else "(ninguno)")
             elif value is None:
                 text = "(no definido)"
             else:
@@ -316,7 +331,12 @@ def _validated(settings: Settings) -> Settings:
         # It travels in an HTTP header: visible ASCII only (no spaces, newlines or
         # letters outside latin-1 that http.client cannot encode).
         raise ConfigError("BACKEND_TOKEN: valor inválido: solo admite caracteres ASCII visibles, sin espacios")
-    return settings
+    # Defaults that depend on other settings; one lock and one state file per shard, as the Lease.
+    log, hold = settings.log, sync.ambiguous_hold_seconds
+    lock = p.per_shard(log.lock_file or log.dir / ".coin-sync.lock", sync.shard_index, sync.shard_count)
+    state = p.per_shard(log.state_file or log.dir / ".coin-sync-state.json", sync.shard_index, sync.shard_count)
+    sync = replace(sync, ambiguous_hold_seconds=2 * backend.http_timeout if hold is None else hold)
+    return replace(settings, sync=sync, log=replace(log, lock_file=lock, state_file=state))
 
 
 def _read_token(path: Path) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from coin_sync.exchange import Classification
+
 # 429 from a gateway, 500 when Binance or MongoDB failed, 502-504 from a proxy.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 AMBIGUOUS_NOTE = " (el backend puede seguir sincronizándolo: no se reintenta en esta pasada)"
@@ -30,6 +32,7 @@ class BackendError(Exception):
         status: int | None = None,
         retry_after: float | None = None,
         may_still_run: bool = False,
+        exchange: Classification | None = None,
     ) -> None:
         # The request may have reached the backend, which may still be working on it:
         # re-sending a sync then would run the same symbol twice (duplicate klines).
@@ -38,6 +41,13 @@ class BackendError(Exception):
         self.status = status
         self.retry_after = retry_after
         self.may_still_run = may_still_run
+        # What the backend relayed from the exchange (its 500s), classified at once.
+        self.exchange = exchange
+
+    @property
+    def rejected_by_exchange(self) -> bool:
+        """The exchange refused the symbol for good (unknown symbol): never retried."""
+        return self.exchange is not None and self.exchange.permanent
 
     @property
     def message(self) -> str:
@@ -45,7 +55,7 @@ class BackendError(Exception):
 
     @property
     def retryable(self) -> bool:
-        if self.may_still_run or self.kind is ErrorKind.REJECTED:
+        if self.may_still_run or self.kind is ErrorKind.REJECTED or self.rejected_by_exchange:
             return False
         if self.kind is ErrorKind.HTTP:
             return self.status in RETRYABLE_STATUSES
@@ -54,6 +64,8 @@ class BackendError(Exception):
     @property
     def means_backend_down(self) -> bool:
         """Worth asking /health whether the backend itself is gone."""
+        if self.rejected_by_exchange:
+            return False  # the backend answered, for the exchange
         return self.kind in (ErrorKind.CONNECTION, ErrorKind.TIMEOUT) or (
             self.status is not None and self.status >= 500
         )

@@ -48,8 +48,13 @@ def signal_name(signum: int) -> str:
 class SymbolStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
-    SKIPPED = "skipped"  # never dispatched (deadline, signal, backend lost)
+    SKIPPED = "skipped"  # never dispatched (deadline, signal, backend lost, held)
     INTERRUPTED = "interrupted"  # still in flight when the shutdown grace ran out
+
+
+# SymbolResult.skip_reason of a symbol not sent because an earlier ambiguous sync of it
+# (read timeout, 504) may still be running in the backend (coin_sync/holds.py).
+SKIP_AMBIGUOUS_HOLD = "ambiguous_hold"
 
 
 # Kubernetes Event reasons, one per pass.
@@ -103,6 +108,10 @@ class SymbolResult:
     attempts: int = 0
     duration: float = 0.0
     error: str | None = None
+    # Flags on top of the four statuses (they must keep adding up to the symbol count):
+    rejected: bool = False  # failed: the exchange refused the symbol (unknown), not retried
+    pending_backfill: bool = False  # declared (SYMBOLS_INCLUDE), still absent from /api/symbols
+    skip_reason: str | None = None  # skipped on purpose (SKIP_AMBIGUOUS_HOLD)
 
 
 @dataclass
@@ -126,12 +135,26 @@ class PassReport:
         return sum(1 for r in self.results if r.status == status)
 
     @property
+    def flag_counts(self) -> dict[str, int]:
+        """rejected (of failed), pending_backfill (of any status), held (of skipped)."""
+        return {
+            "rejected": sum(1 for r in self.results if r.rejected),
+            "pending_backfill": sum(1 for r in self.results if r.pending_backfill),
+            "held": sum(1 for r in self.results if r.skip_reason == SKIP_AMBIGUOUS_HOLD),
+        }
+
+    @property
     def new_records(self) -> int:
         return sum(r.new_records for r in self.results)
 
     @property
     def failures(self) -> list[SymbolResult]:
         return [r for r in self.results if r.status in (SymbolStatus.FAILED, SymbolStatus.INTERRUPTED)]
+
+    @property
+    def pending_backfill_symbols(self) -> list[str]:
+        """Declared symbols still absent from /api/symbols (for the status record)."""
+        return [r.symbol for r in self.results if r.pending_backfill]
 
     def failed_symbols(self, limit: int, error_chars: int) -> list[dict[str, str]]:
         """The first `limit` failures as {"symbol", "error"}, errors cut to `error_chars`."""
@@ -147,6 +170,7 @@ class PassReport:
             "failed": self.count(SymbolStatus.FAILED),
             "skipped": self.count(SymbolStatus.SKIPPED),
             "interrupted": self.count(SymbolStatus.INTERRUPTED),
+            **self.flag_counts,
             "new_records": self.new_records,
             "duration": round(self.duration, 3),
         }
@@ -173,6 +197,7 @@ class PassReport:
             f"skipped={t['skipped']} interrupted={t['interrupted']} new_records={t['new_records']} "
             f"duration={t['duration']}s"
         )
+        text += "".join(f" {name}={n}" for name, n in self.flag_counts.items() if n)
         failed = self.failures[:max_failed]
         if failed:
             text += " first_failed=" + ", ".join(f"{r.symbol}: {r.error or r.status}" for r in failed)

@@ -91,6 +91,19 @@ def path(raw: str) -> Path:
     return Path(raw.strip())
 
 
+# A path setting's "disabled" value (LOCK_FILE=off).
+OFF = Path("off")
+
+
+def path_or_off(raw: str) -> Path:
+    return OFF if raw.strip().lower() in ("off", "false", "no", "0") else path(raw)
+
+
+def per_shard(path: Path, shard_index: int, shard_count: int) -> Path:
+    """`lock.json` -> `lock-2.json` for shard 2 when there are shards; OFF stays OFF."""
+    return path if shard_count == 1 or path == OFF else path.with_stem(f"{path.stem}-{shard_index}")
+
+
 def symbol_list(raw: str) -> tuple[str, ...]:
     # Kept raw, empty entries included: normalisation warns about bad names, and
     # warnings need logging, which is not set up yet while settings load.

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from coin_sync.config import Settings
 from coin_sync.outcome import EndReason, PassReport, signal_name
+from coin_sync.state import write_atomically
 
 TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps of /dev/termination-log
 TERMINATION_FAILED_LIMIT = 20
@@ -22,11 +23,14 @@ TERMINATION_ERROR_CHARS = 200
 
 # What the FIN line says of a pass that did not end the usual way.
 END_MARKS = {
-    EndReason.LOCK_HELD: " (OMITIDA: otra pasada en curso)",
+    EndReason.LOCK_HELD: " (OMITIDA: otra pasada en curso)",  # Lease or LOCK_FILE
     EndReason.LOCK_UNAVAILABLE: " (NO EJECUTADA: sin cerrojo)",
     EndReason.CRASHED: " (ERROR INTERNO)",
     EndReason.BAD_CONFIG: " (CONFIGURACIÓN INVÁLIDA)",
 }
+
+# The FIN line's words for PassReport.flag_counts.
+FLAG_WORDS = {"rejected": "rechazados", "pending_backfill": "pendientes de backfill", "held": "retenidos"}
 
 
 class Guard(Protocol):
@@ -54,10 +58,12 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
     mark = END_MARKS.get(report.reason, "")
     if report.reason is EndReason.INTERRUPTED and report.signum is not None:
         mark = f" (INTERRUMPIDA por {signal_name(report.signum)})"
+    # The flags only when some symbol has one: every other FIN line reads as before.
+    flags = "".join(f", {FLAG_WORDS[name]}: {n}" for name, n in report.flag_counts.items() if n)
     log.info("=" * 60)
     log.log(
         report.exit_code.log_level,
-        "FIN DE SINCRONIZACIÓN #%d%s - correctos: %d, fallidos: %d, omitidos: %d, interrumpidos: %d, "
+        "FIN DE SINCRONIZACIÓN #%d%s - correctos: %d, fallidos: %d, omitidos: %d, interrumpidos: %d%s, "
         "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s)",
         report.pass_number,
         mark,
@@ -65,6 +71,7 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
         t["failed"],
         t["skipped"],
         t["interrupted"],
+        flags,
         t["new_records"],
         report.duration,
         int(report.exit_code),
@@ -75,10 +82,7 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
 
 def write_summary_file(report: PassReport, path: Path) -> None:
     """Write atomically, so a reader never sees half a summary."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n")
 
 
 def termination_message(report: PassReport, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from coin_sync.client import BackendClient
 from coin_sync.clock import Clock
 from coin_sync.config import Settings
 from coin_sync.errors import BackendError
 from coin_sync.health import wait_until_healthy
+from coin_sync.holds import Listing
+from coin_sync.memory import Memory, SymbolPlan
 from coin_sync.outcome import EndReason, PassReport, SymbolResult, SymbolStatus
 from coin_sync.pool import Pool
 from coin_sync.retry import RetriesExhausted, RetryPolicy, call_with_retries
+from coin_sync.state import MemoryStateStore, StateStore
 from coin_sync.stop import Interrupted, Stop
-from coin_sync.symbols import normalise_symbols, select_shard
+from coin_sync.symbols import compose, normalise_symbols, select_shard
 
 
 @dataclass
@@ -28,6 +32,7 @@ class PassContext:
     log: logging.Logger
     stop: Stop
     clock: Clock
+    state: StateStore = field(default_factory=MemoryStateStore)  # the CLI gives STATE_FILE's
 
     @property
     def policy(self) -> RetryPolicy:
@@ -63,10 +68,14 @@ def run_pass(ctx: PassContext) -> PassReport:
     log.info("=" * 60)
     try:
         with stop.raising():
-            symbols, reason = _prepare(ctx)
+            plan, reason = _prepare(ctx)
+            # May read /api/symbols once (SYMBOLS_TO_SYNC): inside raising() too.
+            memory = Memory(ctx, plan) if reason is None else None
         if reason is None:
+            assert memory is not None
+            sync = _SymbolSync(ctx, memory)
             pool = Pool(
-                _SymbolSync(ctx).sync,
+                sync.sync,
                 concurrency=s.sync.concurrency,
                 clock=clock,
                 stop=stop,
@@ -75,8 +84,10 @@ def run_pass(ctx: PassContext) -> PassReport:
                 deadline_seconds=s.sync.deadline_seconds,
                 grace_seconds=s.sync.shutdown_grace_seconds,
             )
-            log.info("Sincronizando %d símbolos (concurrencia %d)", len(symbols), s.sync.concurrency)
-            report.results, reason = pool.run(symbols)
+            log.info("Sincronizando %d símbolos (concurrencia %d)", len(memory.send), s.sync.concurrency)
+            results, reason = pool.run(memory.send)
+            report.results = results + memory.held_results()
+            memory.finish(report.results)
     except Interrupted:
         reason = EndReason.INTERRUPTED
     report.reason = reason
@@ -86,32 +97,44 @@ def run_pass(ctx: PassContext) -> PassReport:
     return report
 
 
-def _prepare(ctx: PassContext) -> tuple[list[str], EndReason | None]:
+def _prepare(ctx: PassContext) -> tuple[SymbolPlan, EndReason | None]:
     """Health and symbols; a reason when the pass ends here."""
     s = ctx.settings
+    nothing = SymbolPlan([], None)
     healthy, why = wait_until_healthy(ctx.client, s.backend.wait_seconds, ctx.clock, ctx.stop, ctx.log)
     if not healthy:
         ctx.log.error("El backend no está disponible tras %.0f s: %s", s.backend.wait_seconds, why)
-        return [], EndReason.BACKEND_UNAVAILABLE
-    symbols = resolve_symbols(ctx)
-    if symbols is None:
-        return [], EndReason.SYMBOLS_UNUSABLE
-    if not symbols:
+        return nothing, EndReason.BACKEND_UNAVAILABLE
+    plan = resolve_plan(ctx)
+    if plan is None:
+        return nothing, EndReason.SYMBOLS_UNUSABLE
+    if not plan.symbols:
         ctx.log.warning("No hay símbolos que sincronizar")
-        return [], EndReason.NOTHING_TO_SYNC
-    return symbols, None
+        return plan, EndReason.NOTHING_TO_SYNC
+    return plan, None
 
 
 def resolve_symbols(ctx: PassContext) -> list[str] | None:
     """This shard's symbols, normalised; None when the backend's list is unusable."""
+    plan = resolve_plan(ctx)
+    return None if plan is None else plan.symbols
+
+
+def resolve_plan(ctx: PassContext) -> SymbolPlan | None:
+    """SYMBOLS_TO_SYNC as given; else the backend's list plus SYMBOLS_INCLUDE minus
+    SYMBOLS_EXCLUDE. This shard's part; None when the backend's list is unusable."""
     s, log = ctx.settings.sync, ctx.log
+    listing: Listing | None = None
+    unlisted: set[str] = set()
     if s.symbols:
-        raw = list(s.symbols)
-        log.info("Símbolos de SYMBOLS_TO_SYNC: %d", len(raw))
+        log.info("Símbolos de SYMBOLS_TO_SYNC: %d", len(s.symbols))
+        symbols = _normalised(log, s.symbols)
+        if s.include or s.exclude:
+            log.warning("SYMBOLS_TO_SYNC define exactamente los símbolos: se ignoran SYMBOLS_INCLUDE/SYMBOLS_EXCLUDE")
     else:
         try:
-            raw = call_with_retries(
-                ctx.client.list_symbols,
+            listing = call_with_retries(
+                ctx.client.listing,  # ISSUE-12 BRIDGE: issue 9's list_symbols() rows after the merge
                 ctx.policy,
                 ctx.clock,
                 ctx.stop,
@@ -120,29 +143,49 @@ def resolve_symbols(ctx: PassContext) -> list[str] | None:
         except RetriesExhausted as exc:
             log.error("No se pudo obtener la lista de símbolos tras %d intentos: %s", exc.attempts, exc.error)
             return None
-        log.info("Símbolos en el backend: %d", len(raw))
-    symbols, rejected = normalise_symbols(raw)
-    for bad in rejected:
-        log.warning("Símbolo inválido ignorado: %s (%s)", bad.shown, bad.reason)
+        log.info("Símbolos en el backend: %d", len(listing.names))
+        listed = _normalised(log, listing.names)
+        include, exclude = _normalised(log, s.include), _normalised(log, s.exclude)
+        symbols = compose(listed, include, exclude)
+        unlisted = set(include) - set(listed) - set(exclude)
+        if include or exclude:
+            log.info(
+                "SYMBOLS_INCLUDE: %d (%d aún no están en el backend); SYMBOLS_EXCLUDE: %d",
+                len(include),
+                len(unlisted),
+                len(exclude),
+            )
     mine = select_shard(symbols, s.shard_index, s.shard_count)
     if s.shard_count > 1:
         log.info("Fragmento %d de %d: %d de %d símbolos", s.shard_index, s.shard_count, len(mine), len(symbols))
-    return mine
+    return SymbolPlan(mine, listing, unlisted & set(mine))
+
+
+def _normalised(log: logging.Logger, raw: Iterable[str]) -> list[str]:
+    symbols, rejected = normalise_symbols(raw)
+    for bad in rejected:
+        log.warning("Símbolo inválido ignorado: %s (%s)", bad.shown, bad.reason)
+    return symbols
 
 
 class _SymbolSync:
     """One symbol, with retries; after a backend-side failure, one /health probe."""
 
-    def __init__(self, ctx: PassContext) -> None:
+    def __init__(self, ctx: PassContext, memory: Memory) -> None:
         self._ctx = ctx
+        self._memory = memory
         self._health_lock = threading.Lock()
+
+    def _send(self, symbol: str) -> int:
+        self._memory.sending(symbol)
+        return self._ctx.client.sync(symbol)
 
     def sync(self, symbol: str) -> SymbolResult:
         ctx = self._ctx
         began = ctx.clock.now()
         try:
             outcome = call_with_retries(
-                lambda: ctx.client.sync(symbol),
+                lambda: self._send(symbol),
                 ctx.policy,
                 ctx.clock,
                 ctx.stop,
@@ -150,6 +193,16 @@ class _SymbolSync:
             )
         except RetriesExhausted as exc:
             took = ctx.clock.now() - began
+            error = exc.error
+            if error.may_still_run:
+                self._memory.ambiguous(symbol)
+            if error.exchange is not None and error.rejected_by_exchange:
+                ctx.log.error(
+                    "✗ %s rechazado por el exchange (%s): no se reintenta; corrige el nombre o usa SYMBOLS_EXCLUDE",
+                    symbol,
+                    error.exchange.reason,
+                )
+                return SymbolResult(symbol, SymbolStatus.FAILED, 0, exc.attempts, took, str(error), rejected=True)
             note = " (reintentos cancelados)" if exc.cancelled else ""
             ctx.log.error("✗ %s falló tras %d intento(s)%s: %s", symbol, exc.attempts, note, exc.error)
             if exc.error.means_backend_down and not exc.cancelled:

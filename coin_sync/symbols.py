@@ -87,3 +87,16 @@ def select_shard(symbols: Iterable[str], shard_index: int, shard_count: int) -> 
     if shard_count == 1:
         return list(symbols)
     return [s for s in symbols if shard_of(s, shard_count) == shard_index]
+
+
+def compose(listed: Iterable[str], include: Iterable[str], exclude: Iterable[str]) -> list[str]:
+    """The backend's list plus the declared symbols, minus the excluded ones: one name
+    once, in the backend's order and then the declared order. Names already normalised."""
+    excluded = set(exclude)
+    seen: set[str] = set()
+    kept: list[str] = []
+    for name in (*listed, *include):
+        if name not in seen and name not in excluded:
+            seen.add(name)
+            kept.append(name)
+    return kept

@@ -2,9 +2,11 @@
 
 Standard library only, so the tests and the README's first command need nothing extra.
 Tests script answers per symbol (ok, 400 in both shapes, 500, proxy 502/503/504, 429 with
-Retry-After, hangs, bad JSON), take health down, refuse connections or let the backend die
-after N syncs; every request is recorded (headers, body, timings) with the peak of syncs in
-flight, overall and per symbol (a symbol must never be synced twice at once).
+Retry-After, hangs, bad JSON, exchange errors relayed as the real backend does), take health
+down, refuse connections or let the backend die after N syncs, add a new coin that enters
+/api/symbols only once its slow first backfill finished; every request is recorded
+(headers, body, timings) with the peak of syncs in flight, overall and per symbol (a symbol
+must never be synced twice at once).
 
 Standalone:  python tests/fake_backend.py --port 8888 --symbols 50
 Wrapping:    python tests/fake_backend.py --symbols 50 -- .venv/bin/coin-sync
@@ -37,6 +39,7 @@ Reply = tuple[int, bytes, str, Headers]  # status, body, content type, extra hea
 JSON = "application/json"
 FIRST_RECORD = datetime(2025, 6, 1, tzinfo=UTC)
 MISSING_SYMBOL = "El parámetro 'symbol' es requerido"
+GATE_LIMIT = 30.0  # a paused sync never waits longer, whatever the test forgot
 HEALTHY = {"status": "healthy", "service": "binance-backend", "database": "connected"}
 UNHEALTHY = {"status": "unhealthy", "service": "binance-backend", "database": "disconnected",
              "error": "No se puede conectar a MongoDB"}
@@ -78,6 +81,28 @@ def error400(message: str | None = None, shape: str = "running", *, delay: float
 
 def error500(message: str = "Binance rate limit", *, delay: float = 0.0) -> Answer:
     return _raw(500, {"error": True, "message": message}, delay)
+
+
+# The real backend relays an exchange failure as a 500 whose message is its HTTP client's
+# text (backend-contract.md, "What the running backend really does").
+EXCHANGE_URL = ("https://api.binance.com/api/v3/klines?symbol={symbol}&interval=1m"
+                "&startTime=1748736000000&limit=1000")
+EXCHANGE_ERRORS = {
+    "invalid_symbol": "400, message='Bad Request', url=URL('{url}')",
+    "rate_limited": "429, message='Too Many Requests', url=URL('{url}')",
+    "banned": "418, message=\"I'm a Teapot\", url=URL('{url}')",
+    "server_error": "500, message='Internal Server Error', url=URL('{url}')",
+    "bad_gateway": "502, message='Bad Gateway', url=URL('{url}')",
+    "gateway_timeout": "504, message='Gateway Timeout', url=URL('{url}')",
+}
+
+
+def exchange_error(kind: str, symbol: str = "BTCUSDT", *, delay: float = 0.0) -> Answer:
+    """The backend's 500 for an exchange failure of `kind` (a key of EXCHANGE_ERRORS)."""
+    if kind not in EXCHANGE_ERRORS:
+        raise ValueError(f"unknown exchange error: {kind!r}")
+    message = EXCHANGE_ERRORS[kind].format(url=EXCHANGE_URL.format(symbol=symbol))
+    return error500(message, delay=delay)
 
 
 def status(code: int, body: str = "<html>Bad Gateway</html>", content_type: str = "text/html",
@@ -244,6 +269,9 @@ class FakeBackend:
         self._syncs: dict[str, int] = {}  # the simulated database: syncs and totals per symbol
         self._totals: dict[str, int] = {}
         self._in_flight_by_symbol: dict[str, int] = {}
+        self._backfills: dict[str, float] = {}  # new symbols: unlisted until a first sync finished
+        self._gate = threading.Event()  # pause_syncs(): syncs wait here (at most GATE_LIMIT s)
+        self._gate.set()
         self.calls: list[Call] = []
         self.peak_in_flight = 0
         self.in_flight_by_symbol_peak: dict[str, int] = {}
@@ -321,6 +349,22 @@ class FakeBackend:
         if n <= 0:
             self._go_down()
 
+    def pause_syncs(self) -> None:
+        """Every sync from now on waits (at most GATE_LIMIT s) until resume_syncs()."""
+        self._gate.clear()
+
+    def resume_syncs(self) -> None:
+        self._gate.set()
+
+    def add_new_symbol(self, symbol: str, backfill: float = 0.0) -> None:
+        """A coin the exchange knows but the database does not: like the real backend, it
+        enters /api/symbols only once a sync of it finished (each sync until then is a
+        first backfill lasting `backfill` seconds)."""
+        with self._lock:
+            if symbol in self.symbols:
+                self.symbols.remove(symbol)
+            self._backfills[symbol] = backfill
+
     def sync_calls(self, symbol: str | None = None) -> list[Call]:
         with self._lock:
             return [c for c in self.calls
@@ -366,13 +410,15 @@ class FakeBackend:
         call.symbol = symbol
         with self._lock:
             answer = _next(self._scripts.get(symbol)) or Answer()
+            backfill = self._backfills.get(symbol, 0.0)
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             mine = self._in_flight_by_symbol[symbol] = self._in_flight_by_symbol.get(symbol, 0) + 1
             if mine > self.in_flight_by_symbol_peak.get(symbol, 0):
                 self.in_flight_by_symbol_peak[symbol] = mine
         try:
-            wait = self.latency + answer.delay
+            self._gate.wait(GATE_LIMIT)
+            wait = self.latency + answer.delay + backfill
             if wait > 0:
                 time.sleep(wait)
             if answer.kind != "ok":
@@ -386,6 +432,8 @@ class FakeBackend:
                     new = 1 + crc % 500 if done == 0 else (crc + done) % 2
                 self._totals[symbol] = self._stats(symbol)["total_records"] + new
                 stats = self._stats(symbol)
+                if self._backfills.pop(symbol, None) is not None:
+                    self.symbols.append(symbol)  # its first backfill stored data
             payload = {"success": True, "symbol": symbol, "new_records": new, "statistics": stats}
             return 200, json.dumps(payload).encode(), JSON, ()
         finally:

@@ -19,6 +19,7 @@ from fake_backend import (
     bad_json,
     error400,
     error500,
+    exchange_error,
     generate_symbols,
     hang,
     ok,
@@ -88,6 +89,47 @@ def test_scripted_sequence_and_last_repeats(fake_backend: FakeBackend) -> None:
     assert [a.json()["new_records"] for a in answers[3:]] == [5, 5, 5]
     assert sync(fake_backend, "ETHUSDT").status_code == 200  # scripts are per symbol
     assert len(fake_backend.sync_calls("BTCUSDT")) == 6
+
+
+def test_exchange_errors_in_the_real_backends_shape(fake_backend: FakeBackend) -> None:
+    fake_backend.script("BTCUSTD", exchange_error("invalid_symbol", "BTCUSTD"))
+    answer = sync(fake_backend, "BTCUSTD")
+    assert answer.status_code == 500
+    body = answer.json()
+    assert body["error"] is True
+    assert body["message"].startswith("400, message='Bad Request', url=URL('https://api.binance.com/api/v3/klines?")
+    assert "symbol=BTCUSTD&" in body["message"]
+    fake_backend.script("BTCUSDT", exchange_error("banned"), exchange_error("rate_limited"))
+    assert sync(fake_backend, "BTCUSDT").json()["message"].startswith("418, message=\"I'm a Teapot\", url=URL(")
+    assert sync(fake_backend, "BTCUSDT").json()["message"].startswith("429, message='Too Many Requests'")
+    with pytest.raises(ValueError):
+        exchange_error("nope")
+
+
+def test_a_new_symbol_is_listed_only_once_its_first_backfill_finished(fake_backend: FakeBackend) -> None:
+    def listed() -> list[str]:
+        return [r["symbol"] for r in requests.get(f"{fake_backend.url}/api/symbols", timeout=5).json()["symbols"]]
+
+    fake_backend.add_new_symbol("NEWUSDT", backfill=0.5)
+    assert "NEWUSDT" not in listed()
+    with pytest.raises(requests.ReadTimeout):
+        sync(fake_backend, "NEWUSDT", timeout=0.1)
+    assert "NEWUSDT" not in listed()  # still backfilling
+    (call,) = fake_backend.sync_calls("NEWUSDT")
+    end = time.monotonic() + 10
+    while call.finished is None and time.monotonic() < end:
+        time.sleep(0.02)
+    assert "NEWUSDT" in listed()
+    assert sync(fake_backend, "NEWUSDT").status_code == 200
+    assert listed().count("NEWUSDT") == 1
+
+
+def test_paused_syncs_wait_for_resume(fake_backend: FakeBackend) -> None:
+    fake_backend.pause_syncs()
+    with pytest.raises(requests.ReadTimeout):
+        sync(fake_backend, "BTCUSDT", timeout=0.2)
+    fake_backend.resume_syncs()
+    assert sync(fake_backend, "ETHUSDT").status_code == 200
 
 
 def test_rate_limited_sends_retry_after(fake_backend: FakeBackend) -> None:

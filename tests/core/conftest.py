@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from coin_sync.state import StateStore
 from coin_sync.stop import Stop
 from harness import REPO, Run, clean_env
 from inproc import PassRun, run_pass_inproc
@@ -52,10 +53,16 @@ def run_cli(base_env: dict[str, str]) -> RunCli:
 
 @pytest.fixture
 def run_pass() -> Callable[..., PassRun]:
-    """run_pass(clock=None, stop=None, sync_cost=0, **ENV) -> PassRun: one pass in-process
-    on a virtual clock (tests/core/inproc.py)."""
+    """run_pass(clock=None, stop=None, sync_cost=0, state=None, **ENV) -> PassRun: one pass
+    in-process on a virtual clock (tests/core/inproc.py)."""
 
-    def run(clock: VirtualClock | None = None, stop: Stop | None = None, sync_cost: float = 0.0, **env: str) -> PassRun:
-        return run_pass_inproc(env, clock=clock, stop=stop, sync_cost=sync_cost)
+    def run(
+        clock: VirtualClock | None = None,
+        stop: Stop | None = None,
+        sync_cost: float = 0.0,
+        state: StateStore | None = None,
+        **env: str,
+    ) -> PassRun:
+        return run_pass_inproc(env, clock=clock, stop=stop, sync_cost=sync_cost, state=state)
 
     return run

@@ -13,6 +13,7 @@ from coin_sync.config import load_settings
 from coin_sync.outcome import PassReport
 from coin_sync.publish import log_end
 from coin_sync.runner import PassContext, run_pass
+from coin_sync.state import MemoryStateStore, StateStore
 from coin_sync.stop import Stop
 from virtual_clock import VirtualClock
 
@@ -63,8 +64,15 @@ class PassRun:
 
 
 def run_pass_inproc(
-    env: Mapping[str, str], *, clock: VirtualClock | None = None, stop: Stop | None = None, sync_cost: float = 0.0
+    env: Mapping[str, str],
+    *,
+    clock: VirtualClock | None = None,
+    stop: Stop | None = None,
+    sync_cost: float = 0.0,
+    state: StateStore | None = None,
 ) -> PassRun:
+    """state: what the pass remembers across passes (give the same one to the next pass);
+    a fresh MemoryStateStore unless given."""
     settings = load_settings(environ={**BASE_ENV, **env})
     clock = clock or VirtualClock(real_slice=1.0)
     collect = _Collect()
@@ -76,7 +84,8 @@ def run_pass_inproc(
     if sync_cost:
         client = CostlyClient(client, clock, sync_cost)
     try:
-        report = run_pass(PassContext(settings, client, log, stop or Stop(), clock))
+        ctx = PassContext(settings, client, log, stop or Stop(), clock, state or MemoryStateStore())
+        report = run_pass(ctx)
         log_end(report, log)
     finally:
         log.removeHandler(collect)

@@ -1,0 +1,98 @@
+"""Ambiguous syncs across passes (pure policy): which symbols a pass must not send yet.
+
+A sync that ended without a clear answer (read timeout, a gateway's 504, or still in
+flight when the pass was cut short) may still be running in the backend: a first backfill
+can outlast HTTP_TIMEOUT. Sending it again then makes the backend fetch the same klines
+twice at once. So the pass remembers it (coin_sync/state.py) and the next passes hold it
+back until the backend finished it (its last_record advanced past the one it had when
+the sync was sent, or it appeared in /api/symbols) or AMBIGUOUS_HOLD_SECONDS passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from coin_sync.state import AmbiguousSync, State
+from coin_sync.symbols import parse_symbols_payload
+
+
+@dataclass(frozen=True)
+class Listing:
+    """GET /api/symbols as the hold check needs it.
+
+    ISSUE-12 BRIDGE: issue 9 makes `BackendClient.list_symbols()` return
+    `ListedSymbol(name, last_record)` rows; after the merge this becomes those rows.
+    """
+
+    names: list[str]
+    last_records: dict[str, str | None] | None  # None: the bare-list shape has no last_record
+
+    def last_record(self, symbol: str) -> str | None:
+        return None if self.last_records is None else self.last_records.get(symbol)
+
+
+def parse_listing(payload: Any) -> Listing:
+    """Names (as parse_symbols_payload) plus each row's last_record. Raises ValueError."""
+    names = parse_symbols_payload(payload)
+    if not isinstance(payload, dict):
+        return Listing(names, None)
+    rows = [row for row in payload["symbols"] if isinstance(row, dict)]
+    return Listing(names, {row["symbol"]: _text(row.get("last_record")) for row in rows})
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _moment(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def advanced(entry: AmbiguousSync, current: str | None) -> bool:
+    """Has the backend stored something since the ambiguous sync was sent?"""
+    if not entry.baseline_known or current is None:
+        return False
+    if entry.last_record is None:
+        return True  # it appeared in /api/symbols: its first backfill stored data
+    before, now = _moment(entry.last_record), _moment(current)
+    if before is not None and now is not None and before.tzinfo is not None and now.tzinfo is not None:
+        return now > before
+    return current != entry.last_record
+
+
+@dataclass(frozen=True)
+class Held:
+    entry: AmbiguousSync
+    age: float  # seconds since it was sent
+    remaining: float  # seconds of hold left
+
+
+@dataclass(frozen=True)
+class Decision:
+    send: list[str]  # in the given order
+    held: list[Held]
+    keep: State  # what to remember from here on (new ambiguous syncs are added later)
+
+
+def decide(state: State, symbols: list[str], listing: Listing | None, now: datetime, hold_seconds: float) -> Decision:
+    """Split this pass's symbols into sent and held; drop memories that expired or were
+    resolved (the backend finished), for these symbols and any other."""
+    keep: State = {}
+    held: dict[str, Held] = {}
+    listed = set(listing.names) if listing is not None else set()
+    for symbol, entry in state.items():
+        age = (now - entry.sent_at).total_seconds()
+        appeared = entry.baseline_known and entry.last_record is None and symbol in listed
+        done = listing is not None and (appeared or advanced(entry, listing.last_record(symbol)))
+        # A sent_at far in the future (another host's clock) must not hold it forever.
+        if age >= hold_seconds or age < -hold_seconds or done:
+            continue
+        keep[symbol] = entry
+        held[symbol] = Held(entry, max(0.0, age), hold_seconds - max(0.0, age))
+    send = [s for s in symbols if s not in held]
+    return Decision(send, [held[s] for s in symbols if s in held], keep)

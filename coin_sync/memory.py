@@ -1,0 +1,127 @@
+"""What a pass remembers and checks around the pool: the ambiguous syncs of earlier passes
+(held back, coin_sync/holds.py), the ones of this pass (remembered in the StateStore),
+and the declared symbols still missing from /api/symbols (pending_backfill).
+
+At most two extra GET /api/symbols, each a single attempt and only when needed: at the
+start with SYMBOLS_TO_SYNC when a remembered sync must be checked, and at the end when a
+declared symbol was missing from the list (or, with SYMBOLS_TO_SYNC, to note the
+last_record of a new ambiguous sync).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from coin_sync.errors import BackendError
+from coin_sync.holds import Listing, decide
+from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, SymbolResult, SymbolStatus
+from coin_sync.state import AmbiguousSync
+
+if TYPE_CHECKING:
+    from coin_sync.runner import PassContext
+
+
+@dataclass
+class SymbolPlan:
+    symbols: list[str]  # this shard's, in order
+    listing: Listing | None  # the backend's list; None with SYMBOLS_TO_SYNC (not read)
+    unlisted_includes: set[str] = field(default_factory=set)  # declared, absent from the listing
+
+
+def baseline(listing: Listing | None, symbol: str) -> tuple[str | None, bool]:
+    """(last_record, known) of `symbol` in `listing`: what "advanced" is measured from."""
+    if listing is None:
+        return None, False
+    if symbol not in listing.names:
+        return None, True
+    if listing.last_records is None:  # the bare-list shape: listed, but no last_record
+        return None, False
+    return listing.last_records.get(symbol), True
+
+
+class Memory:
+    def __init__(self, ctx: PassContext, plan: SymbolPlan) -> None:
+        self._ctx = ctx
+        self._plan = plan
+        self._lock = threading.Lock()
+        self._sent_at: dict[str, datetime] = {}
+        self._ambiguous: set[str] = set()
+        self._state = ctx.state.load()
+        listing = plan.listing
+        if listing is None and any(symbol in self._state for symbol in plan.symbols):
+            listing = self._listing_once()
+        hold = ctx.settings.sync.ambiguous_hold_seconds or 0.0
+        self._decision = decide(self._state, plan.symbols, listing, ctx.clock.wall(), hold)
+        for held in self._decision.held:
+            ctx.log.warning(
+                "⏸ %s no se envía: su sincronización anterior (enviada hace %.0f s, sin respuesta clara) puede "
+                "seguir en curso en el backend; se reenvía cuando avance su last_record o dentro de %.0f s",
+                held.entry.symbol,
+                held.age,
+                held.remaining,
+            )
+
+    @property
+    def send(self) -> list[str]:
+        return self._decision.send
+
+    def held_results(self) -> list[SymbolResult]:
+        return [
+            SymbolResult(
+                h.entry.symbol,
+                SymbolStatus.SKIPPED,
+                error=f"sincronización anterior quizá en curso en el backend (enviada hace {h.age:.0f} s)",
+                skip_reason=SKIP_AMBIGUOUS_HOLD,
+            )
+            for h in self._decision.held
+        ]
+
+    # Called by the workers.
+    def sending(self, symbol: str) -> None:
+        with self._lock:
+            self._sent_at[symbol] = self._ctx.clock.wall()
+
+    def ambiguous(self, symbol: str) -> None:
+        with self._lock:
+            self._ambiguous.add(symbol)
+
+    def finish(self, results: list[SymbolResult]) -> None:
+        """Mark pending_backfill, remember this pass's ambiguous syncs, save if changed."""
+        ctx, plan = self._ctx, self._plan
+        with self._lock:
+            # Abandoned in flight when the shutdown grace ran out: just as ambiguous.
+            cut = {r.symbol for r in results if r.status is SymbolStatus.INTERRUPTED and r.symbol in self._sent_at}
+            unclear = sorted(self._ambiguous | cut)
+            sent_at = dict(self._sent_at)
+        declared = [r for r in results if r.symbol in plan.unlisted_includes]
+        after: Listing | None = None
+        # Not after a signal, a deadline or a lost backend: the pass must end now.
+        if (declared or (unclear and plan.listing is None)) and not ctx.stop.is_set():
+            after = self._listing_once()
+        for result in declared:
+            if after is None:
+                result.pending_backfill = result.status is not SymbolStatus.OK
+            else:
+                result.pending_backfill = result.symbol not in after.names
+            if result.pending_backfill:
+                ctx.log.warning(
+                    "… %s (SYMBOLS_INCLUDE) aún no está en /api/symbols: su primer backfill no ha terminado "
+                    "(pending_backfill); se vuelve a intentar en la próxima pasada",
+                    result.symbol,
+                )
+        keep = dict(self._decision.keep)
+        for symbol in unclear:
+            last_record, known = baseline(plan.listing or after, symbol)
+            keep[symbol] = AmbiguousSync(symbol, sent_at[symbol], last_record, known)
+        if keep != self._state:
+            ctx.state.save(keep)
+
+    def _listing_once(self) -> Listing | None:
+        try:
+            return self._ctx.client.listing()  # ISSUE-12 BRIDGE: issue 9's list_symbols() rows
+        except BackendError as exc:
+            self._ctx.log.warning("No se pudo leer /api/symbols para las comprobaciones de la pasada: %s", exc)
+            return None

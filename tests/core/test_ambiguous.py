@@ -1,0 +1,216 @@
+"""Ambiguous syncs remembered across passes: after a read timeout (or a 504) the next
+passes hold the symbol back while the backend may still run it, until its last_record
+advanced or AMBIGUOUS_HOLD_SECONDS passed. Policy on the virtual clock; the state file
+as the CLI uses it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from coin_sync.holds import Listing, decide
+from coin_sync.state import AmbiguousSync, FileStateStore, MemoryStateStore, state_from_json, state_to_json
+from fake_backend import Call, FakeBackend, hang, status
+from virtual_clock import EPOCH, VirtualClock
+
+LOG = logging.getLogger("coin_sync.tests.ambiguous")
+
+
+def _wait_finished(call: Call, limit: float = 10.0) -> None:
+    end = time.monotonic() + limit
+    while call.finished is None and time.monotonic() < end:
+        time.sleep(0.02)
+    assert call.finished is not None, "the fake never finished the hung sync"
+
+
+def test_after_a_read_timeout_the_next_pass_holds_it_until_the_backend_finished(run_pass) -> None:  # type: ignore[no-untyped-def]
+    state, clock = MemoryStateStore(), VirtualClock()
+    env = {"HTTP_TIMEOUT": "0.3", "AMBIGUOUS_HOLD_SECONDS": "600"}
+    with FakeBackend(symbols=3) as backend:
+        backend.script("BTCUSDT", hang(1.5))
+        first = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
+        assert first.code == 1 and "BTCUSDT" in state.state
+        (sent,) = backend.sync_calls("BTCUSDT")
+
+        backend.script("BTCUSDT")  # from now on it answers at once
+        second = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
+        assert sent.finished is None, "the test needs the first sync still running here"
+        assert len(backend.sync_calls("BTCUSDT")) == 1  # not re-sent while the backend runs it
+        btc = next(s for s in second.summary["symbols"] if s["symbol"] == "BTCUSDT")
+        assert (btc["status"], btc["skip_reason"]) == ("skipped", "ambiguous_hold")
+        (line,) = second.lines("⏸ BTCUSDT no se envía")
+        assert " WARNING " in line and "last_record" in line
+        assert second.code == 0  # held, not failed: the other symbols synced
+        assert second.summary["totals"]["held"] == 1 and "retenidos: 1" in second.lines("FIN DE")[0]
+
+        _wait_finished(sent)  # the backend stored it: its last_record advanced
+        third = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
+        assert len(backend.sync_calls("BTCUSDT")) == 2
+        assert backend.in_flight_by_symbol_peak["BTCUSDT"] == 1
+    assert third.code == 0 and not third.lines("⏸")
+    assert state.state == {}  # resolved: nothing left to remember
+
+
+def test_a_504_is_remembered_too(run_pass) -> None:  # type: ignore[no-untyped-def]
+    state = MemoryStateStore()
+    with FakeBackend(symbols=2) as backend:
+        backend.script("ETHUSDT", status(504, "<html>Gateway Timeout</html>"))
+        run_pass(state=state, BACKEND_URL=backend.url)
+    assert set(state.state) == {"ETHUSDT"}
+    assert state.state["ETHUSDT"].last_record == backend.stats("ETHUSDT")["last_record"]
+
+
+def test_the_hold_ends_after_ambiguous_hold_seconds_on_the_virtual_clock(run_pass) -> None:  # type: ignore[no-untyped-def]
+    clock = VirtualClock()
+    with FakeBackend(symbols=2) as backend:
+        # The backend never finished it (its last_record is what it was when sent).
+        before = backend.stats("BTCUSDT")["last_record"]
+        state = MemoryStateStore({"BTCUSDT": AmbiguousSync("BTCUSDT", clock.wall(), before)})
+        clock.advance(99)
+        held = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, AMBIGUOUS_HOLD_SECONDS="100")
+        assert not backend.sync_calls("BTCUSDT") and held.lines("dentro de 1 s")
+        clock.advance(1)
+        sent = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, AMBIGUOUS_HOLD_SECONDS="100")
+        assert len(backend.sync_calls("BTCUSDT")) == 1
+    assert sent.code == 0 and state.state == {}
+
+
+def test_the_default_hold_is_twice_http_timeout() -> None:
+    from coin_sync.config import load_settings
+
+    assert load_settings({}, {"HTTP_TIMEOUT": "45"}).sync.ambiguous_hold_seconds == 90
+    assert load_settings({}, {}).sync.ambiguous_hold_seconds == 600
+    assert load_settings({}, {"AMBIGUOUS_HOLD_SECONDS": "0"}).sync.ambiguous_hold_seconds == 0
+
+
+def test_decide_policy() -> None:
+    sent = EPOCH
+    old = "2025-11-17T14:45:00+00:00"
+    state = {
+        "AUSDT": AmbiguousSync("AUSDT", sent, old),  # not advanced: held
+        "BUSDT": AmbiguousSync("BUSDT", sent, old),  # advanced: sent
+        "CUSDT": AmbiguousSync("CUSDT", sent, None),  # new coin, now listed: sent
+        "DUSDT": AmbiguousSync("DUSDT", sent, None),  # new coin, still unlisted: held
+        "EUSDT": AmbiguousSync("EUSDT", sent, None, baseline_known=False),  # by time only: held
+        "ZUSDT": AmbiguousSync("ZUSDT", sent - timedelta(seconds=700), old),  # expired, not in this pass: dropped
+        "YUSDT": AmbiguousSync("YUSDT", sent + timedelta(days=1), old),  # a clock far ahead: dropped
+    }
+    listing = Listing(
+        ["AUSDT", "BUSDT", "CUSDT", "EUSDT"],
+        {"AUSDT": old, "BUSDT": "2025-11-17T14:46:00+00:00", "CUSDT": old, "EUSDT": old},
+    )
+    symbols = ["AUSDT", "BUSDT", "CUSDT", "DUSDT", "EUSDT", "FUSDT"]
+    decision = decide(state, symbols, listing, sent + timedelta(seconds=10), 600)
+    assert decision.send == ["BUSDT", "CUSDT", "FUSDT"]
+    assert [h.entry.symbol for h in decision.held] == ["AUSDT", "DUSDT", "EUSDT"]
+    assert set(decision.keep) == {"AUSDT", "DUSDT", "EUSDT"}
+    assert decision.held[0].age == 10 and decision.held[0].remaining == 590
+    # Without a listing (it could not be read) everything young is held by time.
+    assert decide(state, symbols, None, sent + timedelta(seconds=10), 600).send == ["FUSDT"]
+
+
+def test_state_round_trips_through_json() -> None:
+    state = {
+        "AUSDT": AmbiguousSync("AUSDT", EPOCH, "2025-11-17T14:45:00+00:00"),
+        "BUSDT": AmbiguousSync("BUSDT", EPOCH, None),
+        "CUSDT": AmbiguousSync("CUSDT", EPOCH, None, baseline_known=False),
+    }
+    assert state_from_json(json.loads(json.dumps(state_to_json(state)))) == state
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"[]", b'{"ambiguous": {"BTCUSDT": {"sent_at": "yesterday"}}}', b"\xff\xfe", b""],
+)
+def test_a_corrupt_state_file_is_one_warning_and_empty(tmp_path: Path, content: bytes, caplog) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger=LOG.name):
+        assert FileStateStore(path, LOG).load() == {}
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "se trata como vacío" in record.getMessage()
+
+
+def test_the_state_file_is_written_atomically_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "state.json"
+    store = FileStateStore(path, LOG)
+    store.save({})
+    assert not path.exists()  # nothing to remember, nothing written
+    entry = AmbiguousSync("BTCUSDT", EPOCH, None)
+    store.save({"BTCUSDT": entry})
+    assert store.load() == {"BTCUSDT": entry}
+    assert [p.name for p in path.parent.iterdir()] == ["state.json"]  # no temporary left behind
+
+
+def test_a_corrupt_state_file_never_crashes_a_pass(fake_backend: FakeBackend, run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    state_file = tmp_path / "state.json"
+    state_file.write_text('{"ambiguous": {"BTCUSDT": 42}')
+    run = run_cli(BACKEND_URL=fake_backend.url, STATE_FILE=str(state_file))
+    assert run.code == 0, run.stdout + run.stderr
+    assert len(fake_backend.sync_calls()) == 3
+    (warning,) = run.lines("se trata como vacío")
+    assert " WARNING " in warning and f"STATE_FILE {state_file} no se puede leer" in warning
+    assert "Traceback" not in run.stdout + run.stderr
+
+
+def test_the_cli_remembers_in_log_dir_by_default(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    fake_backend.script("BTCUSDT", hang(5.0))  # still running during the second pass
+    first = run_cli(BACKEND_URL=fake_backend.url, HTTP_TIMEOUT="0.3", AMBIGUOUS_HOLD_SECONDS="600")
+    assert first.code == 1
+    saved = json.loads((first.log_dir / ".coin-sync-state.json").read_text())
+    assert set(saved["ambiguous"]) == {"BTCUSDT"}
+    fake_backend.script("BTCUSDT")
+    second = run_cli(BACKEND_URL=fake_backend.url, HTTP_TIMEOUT="0.3", AMBIGUOUS_HOLD_SECONDS="600")
+    assert second.code == 0 and second.lines("⏸ BTCUSDT no se envía")
+    assert len(fake_backend.sync_calls("BTCUSDT")) == 1
+
+
+def test_with_symbols_to_sync_the_list_is_read_only_to_check_a_hold(run_pass) -> None:  # type: ignore[no-untyped-def]
+    state, clock = MemoryStateStore(), VirtualClock()
+    env = {"SYMBOLS_TO_SYNC": "BTCUSDT,ETHUSDT", "HTTP_TIMEOUT": "0.3", "AMBIGUOUS_HOLD_SECONDS": "600"}
+    with FakeBackend(symbols=2) as backend:
+
+        def listings() -> int:
+            return len([c for c in backend.calls if c.path == "/api/symbols"])
+
+        assert run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env).code == 0
+        assert listings() == 0  # a seed pass as before
+        before = backend.stats("BTCUSDT")["last_record"]
+        backend.script("BTCUSDT", hang(5.0))
+        run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
+        assert listings() == 1  # once, for the last_record the hold is measured from
+        assert state.state["BTCUSDT"].last_record == before and state.state["BTCUSDT"].baseline_known
+        held = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
+        assert listings() == 2 and len(backend.sync_calls("BTCUSDT")) == 2
+    assert held.lines("⏸ BTCUSDT no se envía")
+
+
+def test_a_sync_abandoned_in_flight_by_a_signal_is_remembered(run_pass) -> None:  # type: ignore[no-untyped-def]
+    import signal
+    import threading
+
+    from coin_sync.stop import Stop
+
+    state, stop = MemoryStateStore(), Stop()
+    with FakeBackend(symbols=2) as backend:
+        backend.script("BTCUSDT", hang(30))
+
+        def signal_once_in_flight() -> None:
+            _poll_calls(backend, 1)
+            stop.deliver(signal.SIGTERM)
+
+        threading.Thread(target=signal_once_in_flight, daemon=True).start()
+        run = run_pass(stop=stop, state=state, BACKEND_URL=backend.url, SYNC_CONCURRENCY="1")
+    assert run.code == 143
+    assert set(state.state) == {"BTCUSDT"}  # the backend may still be running it
+
+
+def _poll_calls(backend: FakeBackend, count: int, limit: float = 30.0) -> None:
+    end = time.monotonic() + limit
+    while len(backend.sync_calls()) < count and time.monotonic() < end:
+        time.sleep(0.005)

@@ -74,7 +74,10 @@ def run_pass_inproc(
     """state: what the pass remembers across passes (give the same one to the next pass);
     a fresh MemoryStateStore unless given."""
     settings = load_settings(environ={**BASE_ENV, **env})
-    clock = clock or VirtualClock(real_slice=1.0)
+    clock = clock or VirtualClock()
+    if not clock.real_slice:
+        # A pass's workers are real threads doing real HTTP: let the clock wait for them.
+        clock.real_slice = 1.0
     collect = _Collect()
     log = logging.getLogger(f"coin_sync.inproc.{id(collect)}")
     log.propagate = False

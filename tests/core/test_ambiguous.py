@@ -16,7 +16,8 @@ import pytest
 from coin_sync.holds import Listing, decide
 from coin_sync.state import AmbiguousSync, FileStateStore, MemoryStateStore, state_from_json, state_to_json
 from fake_backend import Call, FakeBackend, hang, status
-from virtual_clock import EPOCH, VirtualClock
+from virtual_clock import WALL_START as EPOCH
+from virtual_clock import VirtualClock
 
 LOG = logging.getLogger("coin_sync.tests.ambiguous")
 

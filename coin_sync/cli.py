@@ -31,6 +31,7 @@ COMMANDS = {
 EXIT_CODES_HELP = """códigos de salida:
   0    todos los símbolos sincronizados (o nada que sincronizar)
   1    uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS
+       (con FAIL_ON_STALE=true, también si alguno quedó desactualizado)
   2    configuración o uso incorrectos
   3    backend no disponible (nunca sano, lista de símbolos inutilizable o caído a mitad de pasada)
   130  interrumpido por SIGINT
@@ -221,9 +222,9 @@ def _symbols(settings: Settings, log: logging.Logger, stop: Stop) -> int:
         return int(EndReason.INTERRUPTED.exit_code(stop.signum))
     if symbols is None:
         return ExitCode.BACKEND_UNAVAILABLE
-    if not symbols:
+    if not symbols.names:
         log.warning("No hay símbolos que sincronizar")
-    for symbol in symbols:
+    for symbol in symbols.names:
         print(symbol)
     return ExitCode.OK
 

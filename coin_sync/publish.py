@@ -1,8 +1,9 @@
 """Every way a pass ends is published the same way, here: the FIN line, SUMMARY_FILE,
-the Kubernetes termination message, then the guard's Event and status record.
+the Kubernetes termination message, the metrics (textfile, Pushgateway), then the
+guard's Event and status record.
 
-The local outputs come first: they cost nothing, while the API calls may time out and
-the pod may be killed at any moment after SIGTERM.
+The local outputs come first: they cost nothing, while the network calls may time out
+and the pod may be killed at any moment after SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -33,8 +36,16 @@ class Guard(Protocol):
     def finish(self, report: PassReport) -> None: ...
 
 
-def publish(report: PassReport, settings: Settings, log: logging.Logger, guard: Guard) -> int:
+def publish(
+    report: PassReport,
+    settings: Settings,
+    log: logging.Logger,
+    guard: Guard,
+    environ: Mapping[str, str] | None = None,
+) -> int:
     """Publish the report everywhere; returns its exit code."""
+    if not report.finished_at:  # the ends decided before run_pass (lock, crash, config)
+        report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     log_end(report, log)
     summary_file = settings.log.summary_file
     if summary_file is not None:
@@ -45,6 +56,10 @@ def publish(report: PassReport, settings: Settings, log: logging.Logger, guard: 
         else:
             log.info("Resumen escrito en %s", summary_file)
     write_termination_message(report, settings.log.termination_message_path)
+    if settings.metrics.enabled:
+        from coin_sync.metrics import publish_metrics  # prometheus_client only when asked for
+
+        publish_metrics(report.to_dict(), settings.metrics, log, os.environ if environ is None else environ)
     guard.finish(report)
     return int(report.exit_code)
 
@@ -58,7 +73,7 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
     log.log(
         report.exit_code.log_level,
         "FIN DE SINCRONIZACIÓN #%d%s - correctos: %d, fallidos: %d, omitidos: %d, interrumpidos: %d, "
-        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s)",
+        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s), %s",
         report.pass_number,
         mark,
         t["ok"],
@@ -69,8 +84,20 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
         report.duration,
         int(report.exit_code),
         report.reason.word,
+        freshness_text(t),
     )
     log.info("=" * 60)
+
+
+def freshness_text(totals: Mapping[str, Any]) -> str:
+    """The FIN line's tail: `desactualizados: N, retraso máximo: S s`, and what is unknown."""
+    max_lag = totals["max_lag_seconds"]
+    text = f"desactualizados: {totals['stale']}, retraso máximo: "
+    text += "desconocido" if max_lag is None else f"{max_lag:.0f} s"
+    unknown = totals["freshness_unknown"]
+    if unknown and max_lag is not None:
+        text += f" (frescura desconocida de {unknown} símbolo{'s' if unknown != 1 else ''})"
+    return text
 
 
 def write_summary_file(report: PassReport, path: Path) -> None:

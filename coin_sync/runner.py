@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from coin_sync.client import BackendClient
 from coin_sync.clock import Clock
 from coin_sync.config import Settings
 from coin_sync.errors import BackendError
+from coin_sync.freshness import assess
 from coin_sync.health import wait_until_healthy
 from coin_sync.outcome import EndReason, PassReport, SymbolResult, SymbolStatus
 from coin_sync.pool import Pool
 from coin_sync.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from coin_sync.stop import Interrupted, Stop
-from coin_sync.symbols import normalise_symbols, select_shard
+from coin_sync.symbols import ListedSymbol, listed_last_records, normalise_symbols, select_shard
 
 
 @dataclass
@@ -44,6 +45,14 @@ class PassContext:
         )
 
 
+@dataclass
+class Resolved:
+    """This pass's symbols, and what /api/symbols said of their last_record (raw)."""
+
+    names: list[str]
+    listed: dict[str, object] = field(default_factory=dict)
+
+
 def new_report(settings: Settings, clock: Clock, reason: EndReason = EndReason.OK) -> PassReport:
     return PassReport(
         pass_number=settings.sync.pass_number,
@@ -65,8 +74,9 @@ def run_pass(ctx: PassContext) -> PassReport:
         with stop.raising():
             symbols, reason = _prepare(ctx)
         if reason is None:
+            syncer = _SymbolSync(ctx)
             pool = Pool(
-                _SymbolSync(ctx).sync,
+                syncer.sync,
                 concurrency=s.sync.concurrency,
                 clock=clock,
                 stop=stop,
@@ -75,8 +85,11 @@ def run_pass(ctx: PassContext) -> PassReport:
                 deadline_seconds=s.sync.deadline_seconds,
                 grace_seconds=s.sync.shutdown_grace_seconds,
             )
-            log.info("Sincronizando %d símbolos (concurrencia %d)", len(symbols), s.sync.concurrency)
-            report.results, reason = pool.run(symbols)
+            log.info("Sincronizando %d símbolos (concurrencia %d)", len(symbols.names), s.sync.concurrency)
+            results, reason = pool.run(symbols.names)
+            report.results = judge_freshness(ctx, results, syncer.last_records, symbols.listed)
+            if reason is EndReason.OK and s.sync.fail_on_stale and report.stale:
+                reason = EndReason.STALE
     except Interrupted:
         reason = EndReason.INTERRUPTED
     report.reason = reason
@@ -86,31 +99,55 @@ def run_pass(ctx: PassContext) -> PassReport:
     return report
 
 
-def _prepare(ctx: PassContext) -> tuple[list[str], EndReason | None]:
+def judge_freshness(
+    ctx: PassContext, results: list[SymbolResult], synced: dict[str, object], listed: dict[str, object]
+) -> list[SymbolResult]:
+    """Each result with its freshness as of now; one WARNING per stale symbol and per
+    timestamp the backend got wrong."""
+    now, stale_after = ctx.clock.wall(), ctx.settings.sync.stale_after_seconds
+    judged = []
+    for result in results:
+        fresh = assess(synced.get(result.symbol), listed.get(result.symbol), now, stale_after)
+        if fresh.problem is not None:
+            ctx.log.warning("⚠ %s: frescura desconocida (%s)", result.symbol, fresh.problem)
+        elif fresh.stale and fresh.lag_seconds is not None:
+            ctx.log.warning(
+                "⚠ %s desactualizado: último registro %s, %.1f min de retraso (STALE_AFTER_SECONDS=%g)",
+                result.symbol,
+                fresh.iso,
+                fresh.lag_seconds / 60,
+                stale_after,
+            )
+        judged.append(replace(result, last_record=fresh.iso, lag_seconds=fresh.lag_seconds, stale=fresh.stale))
+    return judged
+
+
+def _prepare(ctx: PassContext) -> tuple[Resolved, EndReason | None]:
     """Health and symbols; a reason when the pass ends here."""
-    s = ctx.settings
+    s, none = ctx.settings, Resolved([])
     healthy, why = wait_until_healthy(ctx.client, s.backend.wait_seconds, ctx.clock, ctx.stop, ctx.log)
     if not healthy:
         ctx.log.error("El backend no está disponible tras %.0f s: %s", s.backend.wait_seconds, why)
-        return [], EndReason.BACKEND_UNAVAILABLE
+        return none, EndReason.BACKEND_UNAVAILABLE
     symbols = resolve_symbols(ctx)
     if symbols is None:
-        return [], EndReason.SYMBOLS_UNUSABLE
-    if not symbols:
+        return none, EndReason.SYMBOLS_UNUSABLE
+    if not symbols.names:
         ctx.log.warning("No hay símbolos que sincronizar")
-        return [], EndReason.NOTHING_TO_SYNC
+        return none, EndReason.NOTHING_TO_SYNC
     return symbols, None
 
 
-def resolve_symbols(ctx: PassContext) -> list[str] | None:
+def resolve_symbols(ctx: PassContext) -> Resolved | None:
     """This shard's symbols, normalised; None when the backend's list is unusable."""
     s, log = ctx.settings.sync, ctx.log
+    rows: list[ListedSymbol] = []
     if s.symbols:
         raw = list(s.symbols)
         log.info("Símbolos de SYMBOLS_TO_SYNC: %d", len(raw))
     else:
         try:
-            raw = call_with_retries(
+            rows = call_with_retries(
                 ctx.client.list_symbols,
                 ctx.policy,
                 ctx.clock,
@@ -120,6 +157,7 @@ def resolve_symbols(ctx: PassContext) -> list[str] | None:
         except RetriesExhausted as exc:
             log.error("No se pudo obtener la lista de símbolos tras %d intentos: %s", exc.attempts, exc.error)
             return None
+        raw = [row.name for row in rows]
         log.info("Símbolos en el backend: %d", len(raw))
     symbols, rejected = normalise_symbols(raw)
     for bad in rejected:
@@ -127,7 +165,7 @@ def resolve_symbols(ctx: PassContext) -> list[str] | None:
     mine = select_shard(symbols, s.shard_index, s.shard_count)
     if s.shard_count > 1:
         log.info("Fragmento %d de %d: %d de %d símbolos", s.shard_index, s.shard_count, len(mine), len(symbols))
-    return mine
+    return Resolved(mine, listed_last_records(rows))
 
 
 class _SymbolSync:
@@ -136,6 +174,7 @@ class _SymbolSync:
     def __init__(self, ctx: PassContext) -> None:
         self._ctx = ctx
         self._health_lock = threading.Lock()
+        self.last_records: dict[str, object] = {}  # raw statistics.last_record by symbol
 
     def sync(self, symbol: str) -> SymbolResult:
         ctx = self._ctx
@@ -156,8 +195,10 @@ class _SymbolSync:
                 self._check_backend_still_there()
             return SymbolResult(symbol, SymbolStatus.FAILED, 0, exc.attempts, took, str(exc.error))
         took = ctx.clock.now() - began
-        ctx.log.info("✓ %s sincronizado: %d nuevos registros", symbol, outcome.value)
-        return SymbolResult(symbol, SymbolStatus.OK, outcome.value, outcome.attempts, took)
+        answer = outcome.value
+        self.last_records[symbol] = answer.last_record  # one key per symbol: no lock needed
+        ctx.log.info("✓ %s sincronizado: %d nuevos registros", symbol, answer.new_records)
+        return SymbolResult(symbol, SymbolStatus.OK, answer.new_records, outcome.attempts, took)
 
     def _check_backend_still_there(self) -> None:
         """A dead backend costs one symbol's retries, not every symbol's."""

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import basic_auth_handler, default_handler, pushadd_to_gateway
 from prometheus_client.parser import text_string_to_metric_families
@@ -234,6 +234,8 @@ class LoopMetrics:
     """
 
     def __init__(self) -> None:
+        # No *_created series: they say when this process started, which nobody asked.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = registry_for(self._latest)
         self._lock = threading.Lock()
         self._summary: Summary | None = None

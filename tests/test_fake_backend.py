@@ -254,7 +254,7 @@ def test_cli_frozen_lag_and_bad_timestamp_flags(free_port: int) -> None:
         url = f"http://127.0.0.1:{free_port}"
         rows = {r["symbol"]: r["last_record"] for r in requests.get(f"{url}/api/symbols", timeout=5).json()["symbols"]}
         behind = datetime.now(UTC) - datetime.fromisoformat(rows["ETHUSDT"])
-        assert timedelta(seconds=900) < behind < timedelta(seconds=1100)
+        assert timedelta(seconds=900) < behind < timedelta(seconds=3600)
         assert rows["BNBUSDT"] == BAD_TIMESTAMPS["garbage"](datetime.now(UTC))
         answer = requests.post(f"{url}/api/sync", json={"symbol": "ETHUSDT"}, timeout=5).json()
         assert answer["new_records"] == 0 and answer["statistics"]["last_record"] == rows["ETHUSDT"]

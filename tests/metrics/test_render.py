@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 import sys
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from coin_sync.metrics import LoopMetrics, read_summary, render
 from fake_backend import FakeBackend
@@ -105,3 +108,15 @@ def test_a_pass_without_metrics_imports_neither_prometheus_client_nor_kubernetes
         )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip().endswith("[]")
+
+
+def test_the_readme_documents_every_metric_and_the_three_queries() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Monitorización con Prometheus", 1)[1].split("\n## ", 1)[0]
+    loop = LoopMetrics()
+    loop.record(_summary(0, "2026-01-01T00:22:00+00:00"), 0, 0.5)
+    names = {family.name for family in text_string_to_metric_families(loop.render().decode())}
+    for name in names:
+        assert f"`{name}" in section, name
+    assert "honor_labels: true" in section
+    assert section.count("```promql") == 1 and len(re.findall(r"^[a-z(].*coin_sync_", section, re.M)) >= 3

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from typing import Any
 
+import requests
+from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from coin_sync.metrics import LoopMetrics, read_summary, render
@@ -120,3 +122,21 @@ def test_the_readme_documents_every_metric_and_the_three_queries() -> None:
         assert f"`{name}" in section, name
     assert "honor_labels: true" in section
     assert section.count("```promql") == 1 and len(re.findall(r"^[a-z(].*coin_sync_", section, re.M)) >= 3
+
+
+def test_the_loop_registry_served_over_http_after_two_passes() -> None:
+    """The way the loop serves it: prometheus_client's own server on LoopMetrics.registry."""
+    loop = LoopMetrics()
+    server, thread = start_http_server(0, addr="127.0.0.1", registry=loop.registry)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        for n in (1, 2):
+            loop.record(_summary(0, f"2026-01-01T00:2{n}:00+00:00"), 0, 0.5)
+        text = requests.get(url, timeout=5).text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert promtool_check(text) == ""
+    assert _one(text, "coin_sync_passes_total", exit_code="0") == 2
+    assert _one(text, "coin_sync_last_success_timestamp_seconds") == _one(text, "coin_sync_last_run_timestamp_seconds")

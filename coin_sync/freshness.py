@@ -58,7 +58,10 @@ def parse_timestamp(raw: object, now: datetime) -> tuple[datetime | None, str | 
         value = datetime.fromisoformat(raw.strip())
     except ValueError:
         return None, f"last_record no es una fecha ISO 8601: {raw[:40]!r}"
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 with an offset
+        return None, f"last_record fuera de rango: {raw[:40]!r}"
     if (value - now).total_seconds() > FUTURE_TOLERANCE_SECONDS:
         return None, f"last_record en el futuro: {raw[:40]!r}"
     if value < OLDEST:

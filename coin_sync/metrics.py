@@ -43,7 +43,7 @@ def _epoch(iso: str | None) -> float | None:
         return None
     try:
         return datetime.fromisoformat(iso).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 

@@ -123,6 +123,9 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
         ("2026-01-01T12:06:00+00:00", None),
         ("2016-12-31T23:59:00+00:00", None),
         ("", None),
+        ("9999-12-31T23:59:59-23:59", None),  # overflows when moved to UTC
+        ("0001-01-01T00:00:00+23:59", None),
+        ("2026-13-01", None),
         (17, None),
         (MISSING, None),
     ],

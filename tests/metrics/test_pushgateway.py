@@ -195,3 +195,27 @@ def test_basic_auth_is_sent_and_never_logged(fake_backend: FakeBackend, run_coin
     assert auth == "Basic Y29pbjpzM2NyM3QtcHc="  # coin:s3cr3t-pw
     assert "s3cr3t" not in run.stdout + run.stderr
     assert run.lines("METRICS_PUSHGATEWAY_PASSWORD: ****")
+
+
+def test_a_stale_pass_under_fail_on_stale(run_coin_sync: RunPass, pushgateway: Server) -> None:
+    with FakeBackend(["BTCUSDT", "ETHUSDT", "BNBUSDT"], frozen={"ETHUSDT"}, lags={"ETHUSDT": 900}) as backend:
+        backend.bad_timestamp("BNBUSDT", "garbage")
+        run = run_coin_sync(
+            BACKEND_URL=backend.url,
+            METRICS_PUSHGATEWAY_URL=pushgateway.url,
+            FAIL_ON_STALE="true",
+            POD_NAMESPACE="prod",
+            CRONJOB_NAME="coin-sync",
+        )
+    assert run.code == 1 and run.summary["reason"] == "stale", run.stdout
+    assert len(run.lines("⚠ ETHUSDT desactualizado")) == 1 and len(run.lines("⚠ BNBUSDT: frescura desconocida")) == 1
+    assert _ours(pushgateway, "coin_sync_last_exit_code") == {"": 1}
+    assert _ours(pushgateway, "coin_sync_last_pass_stale_symbols") == {"": 1}
+    assert (
+        _ours(pushgateway, "coin_sync_last_pass_max_lag_seconds")[""] == run.summary["totals"]["max_lag_seconds"] > 900
+    )
+    assert _ours(pushgateway, "coin_sync_last_pass_symbols")["ok"] == 3
+    assert pushgateway.samples("coin_sync_last_success_timestamp_seconds") == []  # never succeeded
+    per_symbol = _ours(pushgateway, "coin_sync_symbol_last_record_timestamp_seconds")
+    assert set(per_symbol) == {"BTCUSDT", "ETHUSDT"}  # BNBUSDT's freshness is unknown
+    assert per_symbol["BTCUSDT"] - per_symbol["ETHUSDT"] >= 900

@@ -9,10 +9,12 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
 import requests
 from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
+import prom_tools
 from coin_sync.metrics import LoopMetrics, read_summary, render
 from fake_backend import FakeBackend
 from harness import REPO, clean_env
@@ -140,3 +142,12 @@ def test_the_loop_registry_served_over_http_after_two_passes() -> None:
     assert promtool_check(text) == ""
     assert _one(text, "coin_sync_passes_total", exit_code="0") == 2
     assert _one(text, "coin_sync_last_success_timestamp_seconds") == _one(text, "coin_sync_last_run_timestamp_seconds")
+
+
+def test_a_missing_tool_fails_under_ci_and_skips_elsewhere(monkeypatch: Any) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="get-prometheus"):
+        prom_tools.tool("no-such-prometheus-tool")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="get-prometheus"):
+        prom_tools.tool("no-such-prometheus-tool")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import prom_tools
+from coin_sync.config import load_settings
+from coin_sync.outcome import EndReason, PassReport
+from coin_sync.publish import publish
 from fake_backend import FakeBackend, error400
 from prom_tools import promtool_check, samples
 
@@ -63,3 +67,22 @@ def test_a_first_failed_pass_has_no_last_success_and_an_unwritable_file_is_one_w
     assert run.code == 1
     (warning,) = run.lines("No se pudo escribir METRICS_TEXTFILE")
     assert " WARNING " in warning and "Traceback" not in run.stdout + run.stderr
+
+
+def test_metrics_come_after_the_local_files_and_before_the_guard(tmp_path: Path) -> None:
+    """publish(): FIN, SUMMARY_FILE, termination message, metrics, then the guard."""
+    textfile, summary = tmp_path / "coin_sync.prom", tmp_path / "summary.json"
+    settings = load_settings({}, {"METRICS_TEXTFILE": str(textfile), "SUMMARY_FILE": str(summary)})
+    seen: list[bool] = []
+
+    class Guard:
+        def finish(self, report: PassReport) -> None:
+            seen.append(textfile.exists() and summary.exists())
+
+    report = PassReport(pass_number=1, started_at="2026-01-01T00:00:00+00:00", reason=EndReason.LOCK_HELD)
+    assert publish(report, settings, logging.getLogger("coin_sync.test.publish"), Guard()) == 0
+    assert seen == [True]
+    text = textfile.read_text()
+    assert _value(text, "coin_sync_last_run_timestamp_seconds") > 0  # finished_at filled in for this end
+    assert samples(text, "coin_sync_last_success_timestamp_seconds") == []  # a skip is not a success
+    assert samples(text, "coin_sync_symbol_last_record_timestamp_seconds") == []

@@ -196,9 +196,13 @@ def write_textfile(summary: Summary, path: Path) -> None:
 
 
 def publish_metrics(
-    summary: Summary, settings: MetricsSettings, log: logging.Logger, environ: Mapping[str, str]
+    summary: Summary, settings: MetricsSettings, log: logging.Logger, environ: Mapping[str, str] | None = None
 ) -> None:
-    """Every transport that is on. A failure is one WARNING and changes nothing else."""
+    """Every transport that is on. A failure is one WARNING and changes nothing else.
+
+    environ (default os.environ) gives the Kubernetes grouping labels: POD_NAMESPACE and
+    CRONJOB_NAME are the pod's identity, not settings."""
+    environ = os.environ if environ is None else environ
     if settings.textfile is not None:
         try:
             write_textfile(summary, settings.textfile)

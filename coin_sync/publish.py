@@ -36,13 +36,7 @@ class Guard(Protocol):
     def finish(self, report: PassReport) -> None: ...
 
 
-def publish(
-    report: PassReport,
-    settings: Settings,
-    log: logging.Logger,
-    guard: Guard,
-    environ: Mapping[str, str] | None = None,
-) -> int:
+def publish(report: PassReport, settings: Settings, log: logging.Logger, guard: Guard) -> int:
     """Publish the report everywhere; returns its exit code."""
     if not report.finished_at:  # the ends decided before run_pass (lock, crash, config)
         report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -59,7 +53,7 @@ def publish(
     if settings.metrics.enabled:
         from coin_sync.metrics import publish_metrics  # prometheus_client only when asked for
 
-        publish_metrics(report.to_dict(), settings.metrics, log, os.environ if environ is None else environ)
+        publish_metrics(report.to_dict(), settings.metrics, log)
     guard.finish(report)
     return int(report.exit_code)
 

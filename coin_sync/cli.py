@@ -34,6 +34,7 @@ COMMANDS = {
 EXIT_CODES_HELP = """códigos de salida:
   0    todos los símbolos sincronizados (o nada que sincronizar, u otra pasada en curso: lock_held)
   1    uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS
+       (con FAIL_ON_STALE=true, también si alguno quedó desactualizado)
   2    configuración o uso incorrectos
   3    backend no disponible (nunca sano, lista de símbolos inutilizable o caído a mitad de pasada)
   130  interrumpido por SIGINT

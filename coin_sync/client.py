@@ -7,6 +7,7 @@ classified BackendError; retrying is the caller's policy (coin_sync.retry).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -15,14 +16,22 @@ from requests.adapters import HTTPAdapter
 from coin_sync.config import BackendSettings
 from coin_sync.errors import BackendError, ErrorKind
 from coin_sync.exchange import Classification, classify
-from coin_sync.holds import Listing, parse_listing
 from coin_sync.parsing import redact_url
 from coin_sync.retry import parse_retry_after
-from coin_sync.symbols import parse_symbols_payload
+from coin_sync.symbols import ListedSymbol, parse_symbols_payload, reported
 
 HEALTH_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 10.0
 MESSAGE_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class SyncAnswer:
+    """What POST /api/sync said. last_record: statistics.last_record as sent (raw);
+    None when the answer has no statistics, MISSING when they lack it."""
+
+    new_records: int
+    last_record: object = None
 
 
 def make_session(token: str | None, pool_size: int) -> requests.Session:
@@ -132,7 +141,7 @@ class BackendClient:
             return True, ""
         return False, f"/health respondió {_one_line(json.dumps(body, ensure_ascii=False))}"
 
-    def list_symbols(self) -> list[str]:
+    def list_symbols(self) -> list[ListedSymbol]:
         response = self._request("GET", "/api/symbols", self.timeout)
         payload = self._json(response, "/api/symbols")
         try:
@@ -140,19 +149,8 @@ class BackendClient:
         except ValueError as exc:
             raise BackendError(f"/api/symbols: {exc}", ErrorKind.BODY, status=200) from None
 
-    # ISSUE-12 BRIDGE: the same GET as list_symbols(), with each row's last_record. Issue 9
-    # makes list_symbols() return ListedSymbol(name, last_record) rows: after the merge the
-    # runner uses those and this method goes.
-    def listing(self) -> Listing:
-        response = self._request("GET", "/api/symbols", self.timeout)
-        payload = self._json(response, "/api/symbols")
-        try:
-            return parse_listing(payload)
-        except ValueError as exc:
-            raise BackendError(f"/api/symbols: {exc}", ErrorKind.BODY, status=200) from None
-
-    def sync(self, symbol: str) -> int:
-        """New records stored for `symbol`."""
+    def sync(self, symbol: str) -> SyncAnswer:
+        """New records stored for `symbol`, and its last_record after the sync."""
         # After a read timeout or a gateway's 504 the backend may still be syncing this
         # symbol; sending it again could insert duplicate klines (contract).
         response = self._request("POST", "/api/sync", self.timeout, unsafe=True, json={"symbol": symbol})
@@ -165,7 +163,9 @@ class BackendClient:
         new_records = payload.get("new_records")
         if isinstance(new_records, bool) or not isinstance(new_records, int) or new_records < 0:
             raise BackendError("respuesta de /api/sync sin 'new_records' válido", ErrorKind.BODY, status=200)
-        return new_records
+        statistics = payload.get("statistics")
+        # A bad timestamp is the freshness policy's business, never a failed sync.
+        return SyncAnswer(new_records, reported(statistics, "last_record") if isinstance(statistics, dict) else None)
 
 
 def _relayed(response: requests.Response) -> Classification | None:

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from coin_sync import parsing as p
+from coin_sync.sources import ConfigError, env_layer, yaml_layer
+
+__all__ = ["FIELDS", "ConfigError", "Settings", "load_settings", "setting_names"]
 
 SPEC = "coin_sync.setting"
-
-
-class ConfigError(Exception):
-    """A bad setting. str(error) is the one-line message shown to the user."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +100,15 @@ class SyncSettings:
     shard_index: int = setting(
         "SHARD_INDEX", p.non_negative_int, "fragmento de esta pasada (por defecto JOB_COMPLETION_INDEX o 0)", 0
     )
+    stale_after_seconds: float = setting(
+        "STALE_AFTER_SECONDS",
+        p.non_negative,
+        "un símbolo cuyo último registro lleva más retraso que esto (en segundos) está desactualizado",
+        180.0,
+    )
+    fail_on_stale: bool = setting(
+        "FAIL_ON_STALE", p.boolean, "true: una pasada que deja algún símbolo desactualizado sale con 1", False
+    )
 
 
 @dataclass(frozen=True)
@@ -148,12 +156,44 @@ class KubernetesSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    pushgateway_url: str | None = setting(
+        "METRICS_PUSHGATEWAY_URL", p.http_url, "envía las métricas de cada pasada a ese Pushgateway (HTTP POST)", None
+    )
+    job: str = setting("METRICS_JOB", p.text, "etiqueta 'job' de la agrupación en el Pushgateway", "coin-sync")
+    username: str | None = setting(
+        "METRICS_PUSHGATEWAY_USERNAME", p.text, "usuario de autenticación básica del Pushgateway", None
+    )
+    password: str | None = setting(
+        "METRICS_PUSHGATEWAY_PASSWORD",
+        p.text,
+        "contraseña de autenticación básica del Pushgateway; nunca se registra",
+        None,
+        secret=True,
+    )
+    password_file: Path | None = setting(
+        "METRICS_PUSHGATEWAY_PASSWORD_FILE", p.path, "fichero con esa contraseña (alternativa a la variable)", None
+    )
+    textfile: Path | None = setting(
+        "METRICS_TEXTFILE",
+        p.path,
+        "escribe las métricas en ese fichero .prom para el textfile collector de node_exporter",
+        None,
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.pushgateway_url is not None or self.textfile is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     backend: BackendSettings = field(default_factory=BackendSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     sync: SyncSettings = field(default_factory=SyncSettings)
     log: LogSettings = field(default_factory=LogSettings)
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     config_file: Path | None = None
 
     def describe(self) -> list[tuple[str, str]]:
@@ -163,7 +203,7 @@ class Settings:
             value = f.value(self)
             if f.secret:
                 text = "****" if value else "(no definido)"
-            elif f.env == "BACKEND_URL":
+            elif f.env in ("BACKEND_URL", "METRICS_PUSHGATEWAY_URL") and value:
                 text = p.redact_url(value)
             elif isinstance(value, tuple):
                 text = ",".join(value) or ("(todos)" if f.env == "SYMBOLS_TO_SYNC" else "(ninguno)")
@@ -234,55 +274,6 @@ def settings_from(values: Mapping[str, Any], config_file: Path | None = None) ->
     )
 
 
-# --- layers ------------------------------------------------------------------------------
-
-
-def _yaml_layer(path: Path) -> dict[str, str]:
-    import yaml  # only needed when a config file is given
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"CONFIG_FILE: no se puede leer {str(path)!r}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"CONFIG_FILE: {str(path)!r} no es texto UTF-8") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        at = f" (línea {where.line + 1})" if where is not None else ""
-        raise ConfigError(f"CONFIG_FILE: YAML inválido en {str(path)!r}{at}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"CONFIG_FILE: {str(path)!r} debe contener un mapa CLAVE: valor")
-    layer: dict[str, str] = {}
-    for key, value in data.items():
-        name = str(key)
-        if name not in FIELDS_BY_ENV:
-            raise ConfigError(f"CONFIG_FILE: clave desconocida {name!r} en {str(path)!r}")
-        if isinstance(value, list) and FIELDS_BY_ENV[name].spec.parse is p.symbol_list:
-            layer[name] = ",".join(str(item) for item in value)
-        elif isinstance(value, (dict, list)):
-            raise ConfigError(f"{name}: valor inválido en {str(path)!r}: debe ser un valor simple")
-        elif value is None:
-            continue
-        elif isinstance(value, bool):
-            layer[name] = "true" if value else "false"
-        else:
-            layer[name] = str(value)
-    return layer
-
-
-def _env_layer(environ: Mapping[str, str]) -> dict[str, str]:
-    # An empty variable counts as unset: compose files pass `VAR=${VAR:-}` through.
-    layer = {f.env: environ[f.env] for f in FIELDS if environ.get(f.env, "").strip()}
-    if "SHARD_INDEX" not in layer and environ.get("JOB_COMPLETION_INDEX", "").strip():
-        # Set by Kubernetes in every pod of an Indexed Job.
-        layer["SHARD_INDEX"] = environ["JOB_COMPLETION_INDEX"]
-    return layer
-
-
 def load_settings(
     flags: Mapping[str, str | None] | None = None,
     environ: Mapping[str, str] | None = None,
@@ -300,8 +291,8 @@ def load_settings(
 
     raw: dict[str, str] = {}
     if config_path is not None:
-        raw.update(_yaml_layer(config_path))
-    raw.update(_env_layer(environ))
+        raw.update(yaml_layer(config_path, {f.env: f.spec.parse is p.symbol_list for f in FIELDS}))
+    raw.update(env_layer(environ, [f.env for f in FIELDS]))
     raw.update(given_flags)
 
     values: dict[str, Any] = {}
@@ -324,7 +315,7 @@ def _validated(settings: Settings) -> Settings:
     if backend.token and backend.token_file:
         raise ConfigError("BACKEND_TOKEN_FILE: no se puede usar junto con BACKEND_TOKEN")
     if backend.token_file is not None:
-        backend = replace(backend, token=_read_token(backend.token_file))
+        backend = replace(backend, token=_read_secret(backend.token_file, "BACKEND_TOKEN_FILE"))
         settings = replace(settings, backend=backend)
     token = backend.token
     if token and not all("!" <= c <= "~" for c in token):
@@ -336,15 +327,37 @@ def _validated(settings: Settings) -> Settings:
     lock = p.per_shard(log.lock_file or log.dir / ".coin-sync.lock", sync.shard_index, sync.shard_count)
     state = p.per_shard(log.state_file or log.dir / ".coin-sync-state.json", sync.shard_index, sync.shard_count)
     sync = replace(sync, ambiguous_hold_seconds=2 * backend.http_timeout if hold is None else hold)
-    return replace(settings, sync=sync, log=replace(log, lock_file=lock, state_file=state))
+    return replace(
+        settings,
+        sync=sync,
+        log=replace(log, lock_file=lock, state_file=state),
+        metrics=_validated_metrics(settings.metrics),
+    )
 
 
-def _read_token(path: Path) -> str:
+def _validated_metrics(metrics: MetricsSettings) -> MetricsSettings:
+    if metrics.password and metrics.password_file:
+        raise ConfigError("METRICS_PUSHGATEWAY_PASSWORD_FILE: no se puede usar junto con METRICS_PUSHGATEWAY_PASSWORD")
+    if metrics.password_file is not None:
+        metrics = replace(metrics, password=_read_secret(metrics.password_file, "METRICS_PUSHGATEWAY_PASSWORD_FILE"))
+    if (metrics.username is None) != (metrics.password is None):
+        raise ConfigError("METRICS_PUSHGATEWAY_USERNAME: la autenticación básica necesita usuario y contraseña")
+    if metrics.username is not None and metrics.pushgateway_url is None:
+        raise ConfigError("METRICS_PUSHGATEWAY_USERNAME: requiere METRICS_PUSHGATEWAY_URL")
+    if not metrics.job:
+        raise ConfigError("METRICS_JOB: no puede estar vacío")
+    if metrics.textfile is not None and metrics.textfile.suffix != ".prom":
+        # node_exporter's textfile collector reads *.prom only.
+        raise ConfigError(f"METRICS_TEXTFILE: valor inválido {str(metrics.textfile)!r}: debe terminar en .prom")
+    return metrics
+
+
+def _read_secret(path: Path, name: str) -> str:
     try:
         from_file = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         reason = getattr(exc, "strerror", None) or "no es texto UTF-8"
-        raise ConfigError(f"BACKEND_TOKEN_FILE: no se puede leer {str(path)!r}: {reason}") from None
+        raise ConfigError(f"{name}: no se puede leer {str(path)!r}: {reason}") from None
     if not from_file:
-        raise ConfigError(f"BACKEND_TOKEN_FILE: {str(path)!r} está vacío")
+        raise ConfigError(f"{name}: {str(path)!r} está vacío")
     return from_file

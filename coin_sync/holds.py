@@ -15,31 +15,25 @@ from datetime import datetime
 from typing import Any
 
 from coin_sync.state import AmbiguousSync, State
-from coin_sync.symbols import parse_symbols_payload
+from coin_sync.symbols import ListedSymbol
 
 
 @dataclass(frozen=True)
 class Listing:
-    """GET /api/symbols as the hold check needs it.
-
-    ISSUE-12 BRIDGE: issue 9 makes `BackendClient.list_symbols()` return
-    `ListedSymbol(name, last_record)` rows; after the merge this becomes those rows.
-    """
+    """GET /api/symbols as the hold check needs it."""
 
     names: list[str]
     last_records: dict[str, str | None] | None  # None: the bare-list shape has no last_record
 
+    @classmethod
+    def from_rows(cls, rows: list[ListedSymbol]) -> Listing:
+        names = [row.name for row in rows]
+        if rows and all(row.last_record is None for row in rows):  # bare names: nothing to compare
+            return cls(names, None)
+        return cls(names, {row.name: _text(row.last_record) for row in rows})
+
     def last_record(self, symbol: str) -> str | None:
         return None if self.last_records is None else self.last_records.get(symbol)
-
-
-def parse_listing(payload: Any) -> Listing:
-    """Names (as parse_symbols_payload) plus each row's last_record. Raises ValueError."""
-    names = parse_symbols_payload(payload)
-    if not isinstance(payload, dict):
-        return Listing(names, None)
-    rows = [row for row in payload["symbols"] if isinstance(row, dict)]
-    return Listing(names, {row["symbol"]: _text(row.get("last_record")) for row in rows})
 
 
 def _text(value: Any) -> str | None:

@@ -29,6 +29,8 @@ class SymbolPlan:
     symbols: list[str]  # this shard's, in order
     listing: Listing | None  # the backend's list; None with SYMBOLS_TO_SYNC (not read)
     unlisted_includes: set[str] = field(default_factory=set)  # declared, absent from the listing
+    # What /api/symbols said of each symbol's last_record (raw, for coin_sync.freshness).
+    listed_last_records: dict[str, object] = field(default_factory=dict)
 
 
 def baseline(listing: Listing | None, symbol: str) -> tuple[str | None, bool]:
@@ -121,7 +123,7 @@ class Memory:
 
     def _listing_once(self) -> Listing | None:
         try:
-            return self._ctx.client.listing()  # ISSUE-12 BRIDGE: issue 9's list_symbols() rows
+            return Listing.from_rows(self._ctx.client.list_symbols())
         except BackendError as exc:
             self._ctx.log.warning("No se pudo leer /api/symbols para las comprobaciones de la pasada: %s", exc)
             return None

@@ -75,6 +75,7 @@ class EndReason(Enum):
     OK = ("ok", ExitCode.OK, EVENT_SUCCEEDED)
     NOTHING_TO_SYNC = ("nothing_to_sync", ExitCode.OK, EVENT_SUCCEEDED)
     SYMBOLS_FAILED = ("symbols_failed", ExitCode.SYMBOLS_FAILED, None)
+    STALE = ("stale", ExitCode.SYMBOLS_FAILED, None)  # FAIL_ON_STALE: all synced, some left stale
     DEADLINE = ("deadline", ExitCode.SYMBOLS_FAILED, None)
     BACKEND_UNAVAILABLE = ("backend_unavailable", ExitCode.BACKEND_UNAVAILABLE, EVENT_BACKEND)
     SYMBOLS_UNUSABLE = ("symbols_unusable", ExitCode.BACKEND_UNAVAILABLE, EVENT_BACKEND)
@@ -112,6 +113,9 @@ class SymbolResult:
     rejected: bool = False  # failed: the exchange refused the symbol (unknown), not retried
     pending_backfill: bool = False  # declared (SYMBOLS_INCLUDE), still absent from /api/symbols
     skip_reason: str | None = None  # skipped on purpose (SKIP_AMBIGUOUS_HOLD)
+    last_record: str | None = None  # ISO 8601 UTC; None when its freshness is unknown
+    lag_seconds: float | None = None
+    stale: bool = False
 
 
 @dataclass
@@ -163,6 +167,16 @@ class PassReport:
     def event(self) -> tuple[str, str]:
         return self.reason.event(self.exit_code, self.count(SymbolStatus.OK) > 0)
 
+    @property
+    def stale(self) -> list[SymbolResult]:
+        return [r for r in self.results if r.stale]
+
+    @property
+    def max_lag_seconds(self) -> float | None:
+        """The largest known lag; None when no symbol's freshness is known."""
+        lags = [r.lag_seconds for r in self.results if r.lag_seconds is not None]
+        return max(lags) if lags else None
+
     def totals(self) -> dict[str, Any]:
         return {
             "symbols": len(self.results),
@@ -173,6 +187,10 @@ class PassReport:
             **self.flag_counts,
             "new_records": self.new_records,
             "duration": round(self.duration, 3),
+            "retries": sum(max(0, r.attempts - 1) for r in self.results),
+            "stale": len(self.stale),
+            "freshness_unknown": sum(1 for r in self.results if r.lag_seconds is None),
+            "max_lag_seconds": self.max_lag_seconds,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -195,10 +213,14 @@ class PassReport:
         text = (
             f"exit={int(self.exit_code)} reason={self.reason.word} ok={t['ok']} failed={t['failed']} "
             f"skipped={t['skipped']} interrupted={t['interrupted']} new_records={t['new_records']} "
-            f"duration={t['duration']}s"
+            f"duration={t['duration']}s stale={t['stale']} max_lag={_seconds(t['max_lag_seconds'])}"
         )
         text += "".join(f" {name}={n}" for name, n in self.flag_counts.items() if n)
         failed = self.failures[:max_failed]
         if failed:
             text += " first_failed=" + ", ".join(f"{r.symbol}: {r.error or r.status}" for r in failed)
         return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _seconds(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.0f}s"

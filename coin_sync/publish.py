@@ -1,8 +1,9 @@
 """Every way a pass ends is published the same way, here: the FIN line, SUMMARY_FILE,
-the Kubernetes termination message, then the guard's Event and status record.
+the Kubernetes termination message, the metrics (textfile, Pushgateway), then the
+guard's Event and status record.
 
-The local outputs come first: they cost nothing, while the API calls may time out and
-the pod may be killed at any moment after SIGTERM.
+The local outputs come first: they cost nothing, while the network calls may time out
+and the pod may be killed at any moment after SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,6 +42,8 @@ class Guard(Protocol):
 
 def publish(report: PassReport, settings: Settings, log: logging.Logger, guard: Guard) -> int:
     """Publish the report everywhere; returns its exit code."""
+    if not report.finished_at:  # the ends decided before run_pass (lock, crash, config)
+        report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     log_end(report, log)
     summary_file = settings.log.summary_file
     if summary_file is not None:
@@ -49,6 +54,10 @@ def publish(report: PassReport, settings: Settings, log: logging.Logger, guard: 
         else:
             log.info("Resumen escrito en %s", summary_file)
     write_termination_message(report, settings.log.termination_message_path)
+    if settings.metrics.enabled:
+        from coin_sync.metrics import publish_metrics  # prometheus_client only when asked for
+
+        publish_metrics(report.to_dict(), settings.metrics, log)
     guard.finish(report)
     return int(report.exit_code)
 
@@ -58,26 +67,39 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
     mark = END_MARKS.get(report.reason, "")
     if report.reason is EndReason.INTERRUPTED and report.signum is not None:
         mark = f" (INTERRUMPIDA por {signal_name(report.signum)})"
-    # The flags only when some symbol has one: every other FIN line reads as before.
+    # New fields go at the end, so every existing field keeps its place for grep; the
+    # flags only when some symbol has one.
     flags = "".join(f", {FLAG_WORDS[name]}: {n}" for name, n in report.flag_counts.items() if n)
     log.info("=" * 60)
     log.log(
         report.exit_code.log_level,
-        "FIN DE SINCRONIZACIÓN #%d%s - correctos: %d, fallidos: %d, omitidos: %d, interrumpidos: %d%s, "
-        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s)",
+        "FIN DE SINCRONIZACIÓN #%d%s - correctos: %d, fallidos: %d, omitidos: %d, interrumpidos: %d, "
+        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s), %s%s",
         report.pass_number,
         mark,
         t["ok"],
         t["failed"],
         t["skipped"],
         t["interrupted"],
-        flags,
         t["new_records"],
         report.duration,
         int(report.exit_code),
         report.reason.word,
+        freshness_text(t),
+        flags,
     )
     log.info("=" * 60)
+
+
+def freshness_text(totals: Mapping[str, Any]) -> str:
+    """The FIN line's tail: `desactualizados: N, retraso máximo: S s`, and what is unknown."""
+    max_lag = totals["max_lag_seconds"]
+    text = f"desactualizados: {totals['stale']}, retraso máximo: "
+    text += "desconocido" if max_lag is None else f"{max_lag:.0f} s"
+    unknown = totals["freshness_unknown"]
+    if unknown and max_lag is not None:
+        text += f" (frescura desconocida de {unknown} símbolo{'s' if unknown != 1 else ''})"
+    return text
 
 
 def write_summary_file(report: PassReport, path: Path) -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from coin_sync.client import BackendClient
+from coin_sync.client import BackendClient, SyncAnswer
 from coin_sync.clock import Clock
 from coin_sync.config import Settings
 from coin_sync.errors import BackendError
+from coin_sync.freshness import assess
 from coin_sync.health import wait_until_healthy
 from coin_sync.holds import Listing
 from coin_sync.memory import Memory, SymbolPlan
@@ -20,7 +21,7 @@ from coin_sync.pool import Pool
 from coin_sync.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from coin_sync.state import MemoryStateStore, StateStore
 from coin_sync.stop import Interrupted, Stop
-from coin_sync.symbols import compose, normalise_symbols, select_shard
+from coin_sync.symbols import ListedSymbol, compose, listed_last_records, normalise_symbols, select_shard
 
 
 @dataclass
@@ -73,9 +74,9 @@ def run_pass(ctx: PassContext) -> PassReport:
             memory = Memory(ctx, plan) if reason is None else None
         if reason is None:
             assert memory is not None
-            sync = _SymbolSync(ctx, memory)
+            syncer = _SymbolSync(ctx, memory)
             pool = Pool(
-                sync.sync,
+                syncer.sync,
                 concurrency=s.sync.concurrency,
                 clock=clock,
                 stop=stop,
@@ -86,8 +87,11 @@ def run_pass(ctx: PassContext) -> PassReport:
             )
             log.info("Sincronizando %d símbolos (concurrencia %d)", len(memory.send), s.sync.concurrency)
             results, reason = pool.run(memory.send)
+            results = judge_freshness(ctx, results, syncer.last_records, plan.listed_last_records)
             report.results = results + memory.held_results()
             memory.finish(report.results)
+            if reason is EndReason.OK and s.sync.fail_on_stale and report.stale:
+                reason = EndReason.STALE
     except Interrupted:
         reason = EndReason.INTERRUPTED
     report.reason = reason
@@ -95,6 +99,29 @@ def run_pass(ctx: PassContext) -> PassReport:
     report.duration = clock.now() - started
     report.finished_at = clock.wall().isoformat(timespec="seconds")
     return report
+
+
+def judge_freshness(
+    ctx: PassContext, results: list[SymbolResult], synced: dict[str, object], listed: dict[str, object]
+) -> list[SymbolResult]:
+    """Each result with its freshness as of now; one WARNING per stale symbol and per
+    timestamp the backend got wrong."""
+    now, stale_after = ctx.clock.wall(), ctx.settings.sync.stale_after_seconds
+    judged = []
+    for result in results:
+        fresh = assess(synced.get(result.symbol), listed.get(result.symbol), now, stale_after)
+        if fresh.problem is not None:
+            ctx.log.warning("⚠ %s: frescura desconocida (%s)", result.symbol, fresh.problem)
+        elif fresh.stale and fresh.lag_seconds is not None:
+            ctx.log.warning(
+                "⚠ %s desactualizado: último registro %s, %.1f min de retraso (STALE_AFTER_SECONDS=%g)",
+                result.symbol,
+                fresh.iso,
+                fresh.lag_seconds / 60,
+                stale_after,
+            )
+        judged.append(replace(result, last_record=fresh.iso, lag_seconds=fresh.lag_seconds, stale=fresh.stale))
+    return judged
 
 
 def _prepare(ctx: PassContext) -> tuple[SymbolPlan, EndReason | None]:
@@ -125,6 +152,7 @@ def resolve_plan(ctx: PassContext) -> SymbolPlan | None:
     SYMBOLS_EXCLUDE. This shard's part; None when the backend's list is unusable."""
     s, log = ctx.settings.sync, ctx.log
     listing: Listing | None = None
+    rows: list[ListedSymbol] = []
     unlisted: set[str] = set()
     if s.symbols:
         log.info("Símbolos de SYMBOLS_TO_SYNC: %d", len(s.symbols))
@@ -133,13 +161,14 @@ def resolve_plan(ctx: PassContext) -> SymbolPlan | None:
             log.warning("SYMBOLS_TO_SYNC define exactamente los símbolos: se ignoran SYMBOLS_INCLUDE/SYMBOLS_EXCLUDE")
     else:
         try:
-            listing = call_with_retries(
-                ctx.client.listing,  # ISSUE-12 BRIDGE: issue 9's list_symbols() rows after the merge
+            rows = call_with_retries(
+                ctx.client.list_symbols,
                 ctx.policy,
                 ctx.clock,
                 ctx.stop,
                 on_retry=lambda n, e, d: ctx.log_retry("/api/symbols", n, e, d),
             ).value
+            listing = Listing.from_rows(rows)
         except RetriesExhausted as exc:
             log.error("No se pudo obtener la lista de símbolos tras %d intentos: %s", exc.attempts, exc.error)
             return None
@@ -158,7 +187,7 @@ def resolve_plan(ctx: PassContext) -> SymbolPlan | None:
     mine = select_shard(symbols, s.shard_index, s.shard_count)
     if s.shard_count > 1:
         log.info("Fragmento %d de %d: %d de %d símbolos", s.shard_index, s.shard_count, len(mine), len(symbols))
-    return SymbolPlan(mine, listing, unlisted & set(mine))
+    return SymbolPlan(mine, listing, unlisted & set(mine), listed_last_records(rows))
 
 
 def _normalised(log: logging.Logger, raw: Iterable[str]) -> list[str]:
@@ -175,8 +204,9 @@ class _SymbolSync:
         self._ctx = ctx
         self._memory = memory
         self._health_lock = threading.Lock()
+        self.last_records: dict[str, object] = {}  # raw statistics.last_record by symbol
 
-    def _send(self, symbol: str) -> int:
+    def _send(self, symbol: str) -> SyncAnswer:
         self._memory.sending(symbol)
         return self._ctx.client.sync(symbol)
 
@@ -209,8 +239,10 @@ class _SymbolSync:
                 self._check_backend_still_there()
             return SymbolResult(symbol, SymbolStatus.FAILED, 0, exc.attempts, took, str(exc.error))
         took = ctx.clock.now() - began
-        ctx.log.info("✓ %s sincronizado: %d nuevos registros", symbol, outcome.value)
-        return SymbolResult(symbol, SymbolStatus.OK, outcome.value, outcome.attempts, took)
+        answer = outcome.value
+        self.last_records[symbol] = answer.last_record  # one key per symbol: no lock needed
+        ctx.log.info("✓ %s sincronizado: %d nuevos registros", symbol, answer.new_records)
+        return SymbolResult(symbol, SymbolStatus.OK, answer.new_records, outcome.attempts, took)
 
     def _check_backend_still_there(self) -> None:
         """A dead backend costs one symbol's retries, not every symbol's."""

@@ -8,7 +8,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from coin_sync.freshness import MISSING
+
 MAX_SYMBOL_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class ListedSymbol:
+    """One row of GET /api/symbols. last_record: the raw value; None when the row is a
+    bare name (no timestamp to expect), MISSING when an object row lacks it."""
+
+    name: str
+    last_record: object = None
 
 
 @dataclass(frozen=True)
@@ -24,8 +35,8 @@ class Rejected:
         return repr(self.raw)
 
 
-def parse_symbols_payload(payload: Any) -> list[str]:
-    """Symbol names from GET /api/symbols, in either shape the contract allows.
+def parse_symbols_payload(payload: Any) -> list[ListedSymbol]:
+    """The rows of GET /api/symbols, in either shape the contract allows.
 
     Raises ValueError when the payload is neither shape.
     """
@@ -37,15 +48,33 @@ def parse_symbols_payload(payload: Any) -> list[str]:
         items = payload["symbols"]
     else:
         raise ValueError("la respuesta no es una lista de símbolos")
-    names: list[str] = []
+    rows: list[ListedSymbol] = []
     for item in items:
         if isinstance(item, str):
-            names.append(item)
+            rows.append(ListedSymbol(item))
         elif isinstance(item, dict) and isinstance(item.get("symbol"), str):
-            names.append(item["symbol"])
+            rows.append(ListedSymbol(item["symbol"], reported(item, "last_record")))
         else:
             raise ValueError(f"elemento inesperado en la lista de símbolos: {str(item)[:60]!r}")
-    return names
+    return rows
+
+
+def reported(row: dict[str, Any], key: str) -> object:
+    """row[key], or MISSING when the row lacks it or says null."""
+    value = row.get(key)
+    return MISSING if value is None else value
+
+
+def listed_last_records(rows: Iterable[ListedSymbol]) -> dict[str, object]:
+    """Raw last_record by normalised name (the first row of a name wins)."""
+    found: dict[str, object] = {}
+    for row in rows:
+        found.setdefault(_normal(row.name), row.last_record)
+    return found
+
+
+def _normal(name: str) -> str:
+    return name.strip().upper()
 
 
 def _rejection(name: str) -> str | None:
@@ -67,7 +96,7 @@ def normalise_symbols(raw: Iterable[str]) -> tuple[list[str], list[Rejected]]:
     seen: set[str] = set()
     rejected: list[Rejected] = []
     for original in raw:
-        name = original.strip().upper()
+        name = _normal(original)
         reason = _rejection(name)
         if reason is not None:
             rejected.append(Rejected(original, reason))

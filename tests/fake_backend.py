@@ -8,7 +8,12 @@ down, refuse connections or let the backend die after N syncs, add a new coin th
 (headers, body, timings) with the peak of syncs in flight, overall and per symbol (a symbol
 must never be synced twice at once).
 
-Standalone:  python tests/fake_backend.py --port 8888 --symbols 50
+A live clock (`clock`, default the real UTC time; tests pass a virtual clock's wall) drives
+every `last_record`: the newest complete minute minus the symbol's lag (`lags`). A frozen
+symbol (`frozen`, freeze()) still syncs with success but 0 new records, its `last_record`
+stuck where it was when frozen; bad_timestamp() makes a symbol's `last_record` wrong.
+
+Standalone:  python tests/fake_backend.py --port 8888 --symbols 50 --frozen ETHUSDT
 Wrapping:    python tests/fake_backend.py --symbols 50 -- .venv/bin/coin-sync
 """
 
@@ -26,6 +31,7 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +49,15 @@ GATE_LIMIT = 30.0  # a paused sync never waits longer, whatever the test forgot
 HEALTHY = {"status": "healthy", "service": "binance-backend", "database": "connected"}
 UNHEALTHY = {"status": "unhealthy", "service": "binance-backend", "database": "disconnected",
              "error": "No se puede conectar a MongoDB"}
+# What bad_timestamp() can make a symbol's last_record; "missing" drops the key.
+BAD_TIMESTAMPS: dict[str, Callable[[datetime], Any]] = {
+    "missing": lambda now: None,
+    "null": lambda now: None,
+    "garbage": lambda now: "ayer por la tarde",
+    "number": lambda now: 1_700_000_000,
+    "future": lambda now: (now + timedelta(days=1)).replace(minute=0, second=0, microsecond=0).isoformat(),
+    "ancient": lambda now: "1970-01-01T00:00:00+00:00",
+}
 REAL_SYMBOLS = (
     "BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "TRXUSDT",
     "AVAXUSDT", "DOTUSDT", "LINKUSDT", "LTCUSDT", "BCHUSDT", "ATOMUSDT", "UNIUSDT", "XLMUSDT",
@@ -251,8 +266,17 @@ class FakeBackend:
     """The backend double. Scripting and records are thread-safe while it runs."""
 
     def __init__(self, symbols: int | list[str] = 3, *, latency: float = 0.0,
-                 host: str = "127.0.0.1", port: int = 0, symbols_shape: str = "objects") -> None:
+                 host: str = "127.0.0.1", port: int = 0, symbols_shape: str = "objects",
+                 clock: Callable[[], datetime] | None = None, frozen: Iterable[str] = (),
+                 lags: dict[str, float] | None = None, behind: dict[str, float] | None = None) -> None:
         self.symbols: list[str] = generate_symbols(symbols) if isinstance(symbols, int) else list(symbols)
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.lags: dict[str, float] = dict(lags or {})  # seconds behind the newest complete minute
+        # Seconds behind until the next finished sync, which catches the symbol up (a
+        # backlog: what a backfill stores), unlike `lags`, which a backend keeps.
+        self._behind: dict[str, float] = dict(behind or {})
+        self._frozen: dict[str, datetime] = {}  # symbol -> its stuck last_record
+        self._bad: dict[str, str] = {}  # symbol -> a BAD_TIMESTAMPS kind
         if symbols_shape not in ("objects", "strings"):
             raise ValueError(f"symbols_shape must be 'objects' or 'strings', not {symbols_shape!r}")
         self.latency, self.host, self.symbols_shape, self.port = latency, host, symbols_shape, port
@@ -276,6 +300,8 @@ class FakeBackend:
         self.peak_in_flight = 0
         self.in_flight_by_symbol_peak: dict[str, int] = {}
         self.connections_opened = 0  # TCP connections accepted: proves clients keep them alive
+        for symbol in frozen:
+            self.freeze(symbol)
 
     @property
     def url(self) -> str:
@@ -365,6 +391,25 @@ class FakeBackend:
                 self.symbols.remove(symbol)
             self._backfills[symbol] = backfill
 
+    def freeze(self, symbol: str) -> None:
+        """From now on `symbol` syncs with 0 new records and its last_record stays put."""
+        with self._lock:
+            self._frozen[symbol] = self._live_last_record(symbol)
+
+    def thaw(self, symbol: str) -> None:
+        with self._lock:
+            self._frozen.pop(symbol, None)
+
+    def bad_timestamp(self, symbol: str, kind: str | None) -> None:
+        """Make symbol's last_record wrong (a BAD_TIMESTAMPS kind) everywhere; None = fine again."""
+        if kind is not None and kind not in BAD_TIMESTAMPS:
+            raise ValueError(f"unknown bad timestamp {kind!r}: one of {', '.join(BAD_TIMESTAMPS)}")
+        with self._lock:
+            if kind is None:
+                self._bad.pop(symbol, None)
+            else:
+                self._bad[symbol] = kind
+
     def sync_calls(self, symbol: str | None = None) -> list[Call]:
         with self._lock:
             return [c for c in self.calls
@@ -389,13 +434,26 @@ class FakeBackend:
             self.calls.append(call)
         return call
 
+    def _live_last_record(self, symbol: str) -> datetime:  # caller holds _lock
+        """Open time of the newest complete minute, `lags[symbol]` seconds ago."""
+        lag = self.lags.get(symbol, 0.0) + self._behind.get(symbol, 0.0)
+        behind = self.clock().astimezone(UTC) - timedelta(seconds=lag)
+        return behind.replace(second=0, microsecond=0) - timedelta(minutes=1)
+
     def _stats(self, symbol: str) -> dict[str, Any]:  # caller holds _lock
         crc = _crc(symbol)
         total = self._totals.get(symbol, 200_000 + crc % 50_000)
-        return {"symbol": symbol, "total_records": total,
-                "first_record": FIRST_RECORD.isoformat(),
-                "last_record": (FIRST_RECORD + timedelta(minutes=total - 1)).isoformat(),
-                "last_price": round(0.05 + (crc % 9_000_000) / 97.0, 4)}
+        stats: dict[str, Any] = {
+            "symbol": symbol, "total_records": total, "first_record": FIRST_RECORD.isoformat(),
+            "last_record": self._frozen.get(symbol) or self._live_last_record(symbol),
+            "last_price": round(0.05 + (crc % 9_000_000) / 97.0, 4)}
+        stats["last_record"] = stats["last_record"].isoformat()
+        bad = self._bad.get(symbol)
+        if bad == "missing":
+            del stats["last_record"]
+        elif bad is not None:
+            stats["last_record"] = BAD_TIMESTAMPS[bad](self.clock())
+        return stats
 
     def _sync(self, call: Call) -> Reply:
         try:
@@ -427,10 +485,12 @@ class FakeBackend:
                 done = self._syncs.get(symbol, 0)
                 self._syncs[symbol] = done + 1
                 crc = _crc(symbol)
-                new = answer.new_records
+                new = 0 if symbol in self._frozen else answer.new_records
                 if new is None:  # first sync: a stable backlog; later: the minute or two since
                     new = 1 + crc % 500 if done == 0 else (crc + done) % 2
                 self._totals[symbol] = self._stats(symbol)["total_records"] + new
+                if symbol not in self._frozen:
+                    self._behind.pop(symbol, None)  # the backlog is stored now
                 stats = self._stats(symbol)
                 if self._backfills.pop(symbol, None) is not None:
                     self.symbols.append(symbol)  # its first backfill stored data
@@ -499,13 +559,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--symbols", type=int, default=3, help="cuántos símbolos lista (hasta 5000)")
     parser.add_argument("--latency", type=float, default=0.0, help="segundos por cada /api/sync")
     parser.add_argument("--list-shape", choices=("objects", "strings"), default="objects")
+    parser.add_argument("--frozen", action="append", default=[], metavar="SÍMBOLO[,SÍMBOLO]",
+                        help="símbolo congelado: sincroniza con 0 registros y su last_record no avanza")
+    parser.add_argument("--lag", action="append", default=[], metavar="SÍMBOLO=SEGUNDOS",
+                        help="retraso del last_record de un símbolo")
+    parser.add_argument("--bad-timestamp", action="append", default=[], metavar="SÍMBOLO=TIPO",
+                        help="last_record erróneo: " + ", ".join(BAD_TIMESTAMPS))
     opts = parser.parse_args(args)
+    try:
+        lags = {k: float(v) for k, v in (item.split("=", 1) for item in opts.lag)}
+        bad = dict(item.split("=", 1) for item in opts.bad_timestamp)
+    except ValueError:
+        parser.error("--lag espera SÍMBOLO=SEGUNDOS y --bad-timestamp SÍMBOLO=TIPO")
+    if any(kind not in BAD_TIMESTAMPS for kind in bad.values()):
+        parser.error("--bad-timestamp: TIPO es uno de " + ", ".join(BAD_TIMESTAMPS))
+    frozen = {name.strip() for item in opts.frozen for name in item.split(",") if name.strip()}
     if wrapping and not cmd:
         parser.error("falta el comando tras '--'")
     if opts.symbols < 0 or opts.latency < 0:
         parser.error("--symbols y --latency no pueden ser negativos")
     port = opts.port if opts.port is not None else (0 if wrapping else 8888)
-    backend = FakeBackend(opts.symbols, latency=opts.latency, host=opts.host, port=port, symbols_shape=opts.list_shape)
+    backend = FakeBackend(opts.symbols, latency=opts.latency, host=opts.host, port=port,
+                          symbols_shape=opts.list_shape, frozen=frozen, lags=lags)
+    for symbol, kind in bad.items():
+        backend.bad_timestamp(symbol, kind)
     try:
         backend.start()
     except OSError as exc:

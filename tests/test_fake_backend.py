@@ -9,12 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
 
 from fake_backend import (
+    BAD_TIMESTAMPS,
     FakeBackend,
     bad_json,
     error400,
@@ -249,3 +251,56 @@ def test_cli_forwards_sigterm_to_the_command() -> None:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 43 and "Traceback" not in err
+
+
+def _last_records(backend: FakeBackend) -> dict[str, str | None]:
+    body = requests.get(f"{backend.url}/api/symbols", timeout=5).json()
+    return {row["symbol"]: row.get("last_record") for row in body["symbols"]}
+
+
+def test_live_clock_lags_and_frozen_symbols() -> None:
+    now = [datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)]
+    with FakeBackend(["BTCUSDT", "ETHUSDT", "BNBUSDT"], clock=lambda: now[0], frozen={"ETHUSDT"},
+                     lags={"BNBUSDT": 600}) as backend:
+        assert _last_records(backend) == {"BTCUSDT": "2026-01-01T11:59:00+00:00",
+                                          "ETHUSDT": "2026-01-01T11:59:00+00:00",
+                                          "BNBUSDT": "2026-01-01T11:49:00+00:00"}
+        now[0] += timedelta(minutes=5)
+        btc, eth = sync(backend, "BTCUSDT").json(), sync(backend, "ETHUSDT").json()
+        assert btc["statistics"]["last_record"] == "2026-01-01T12:04:00+00:00"
+        assert eth["success"] is True and eth["new_records"] == 0
+        assert eth["statistics"]["last_record"] == "2026-01-01T11:59:00+00:00"  # stuck
+        backend.thaw("ETHUSDT")
+        assert sync(backend, "ETHUSDT").json()["statistics"]["last_record"] == "2026-01-01T12:04:00+00:00"
+
+
+def test_bad_timestamps_on_request(fake_backend: FakeBackend) -> None:
+    for kind in BAD_TIMESTAMPS:
+        fake_backend.bad_timestamp("BTCUSDT", kind)
+        listed = requests.get(f"{fake_backend.url}/api/symbols", timeout=5).json()["symbols"][0]
+        stats = sync(fake_backend, "BTCUSDT").json()["statistics"]
+        assert ("last_record" in listed) == ("last_record" in stats) == (kind != "missing")
+        assert listed.get("last_record") == stats.get("last_record")
+    fake_backend.bad_timestamp("BTCUSDT", None)
+    assert datetime.fromisoformat(_last_records(fake_backend)["BTCUSDT"] or "") <= datetime.now(UTC)
+    with pytest.raises(ValueError, match="unknown bad timestamp"):
+        fake_backend.bad_timestamp("BTCUSDT", "tomorrow")
+
+
+def test_cli_frozen_lag_and_bad_timestamp_flags(free_port: int) -> None:
+    proc = subprocess.Popen([sys.executable, SCRIPT, "--port", str(free_port), "--symbols", "3",
+                             "--frozen", "ETHUSDT", "--lag", "ETHUSDT=900", "--bad-timestamp", "BNBUSDT=garbage"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and "escuchando" in proc.stdout.readline()
+        url = f"http://127.0.0.1:{free_port}"
+        rows = {r["symbol"]: r["last_record"] for r in requests.get(f"{url}/api/symbols", timeout=5).json()["symbols"]}
+        behind = datetime.now(UTC) - datetime.fromisoformat(rows["ETHUSDT"])
+        assert timedelta(seconds=900) < behind < timedelta(seconds=3600)
+        assert rows["BNBUSDT"] == BAD_TIMESTAMPS["garbage"](datetime.now(UTC))
+        answer = requests.post(f"{url}/api/sync", json={"symbol": "ETHUSDT"}, timeout=5).json()
+        assert answer["new_records"] == 0 and answer["statistics"]["last_record"] == rows["ETHUSDT"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0

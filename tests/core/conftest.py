@@ -11,7 +11,7 @@ import pytest
 
 from coin_sync.state import StateStore
 from coin_sync.stop import Stop
-from harness import REPO, Run, clean_env
+from harness import REPO, Run, pass_env
 from inproc import PassRun, run_pass_inproc
 from virtual_clock import VirtualClock
 
@@ -20,14 +20,7 @@ RunCli = Callable[..., Run]
 
 @pytest.fixture
 def base_env(tmp_path: Path) -> dict[str, str]:
-    return clean_env(
-        LOG_DIR=str(tmp_path / "logs"),
-        BACKEND_WAIT_SECONDS="2",
-        RETRY_DELAY_SECONDS="0.01",
-        RETRY_MAX_DELAY_SECONDS="0.05",
-        K8S_INTEGRATION="off",
-        TERMINATION_MESSAGE_PATH=str(tmp_path / "termination-log"),
-    )
+    return pass_env(tmp_path)
 
 
 @pytest.fixture

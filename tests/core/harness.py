@@ -20,6 +20,19 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def pass_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """clean_env plus what every test pass uses: logs in tmp_path, short waits, no cluster."""
+    return clean_env(
+        LOG_DIR=str(tmp_path / "logs"),
+        BACKEND_WAIT_SECONDS="2",
+        RETRY_DELAY_SECONDS="0.01",
+        RETRY_MAX_DELAY_SECONDS="0.05",
+        K8S_INTEGRATION="off",
+        TERMINATION_MESSAGE_PATH=str(tmp_path / "termination-log"),
+        **overrides,
+    )
+
+
 @dataclass
 class Run:
     code: int

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from coin_sync.client import BackendClient, make_client
+from coin_sync.client import BackendClient, SyncAnswer, make_client
 from coin_sync.config import load_settings
 from coin_sync.outcome import PassReport
 from coin_sync.publish import log_end
@@ -38,7 +38,7 @@ class CostlyClient(BackendClient):
         super().__init__(inner.base_url, inner.session, inner.timeout[1])
         self._clock, self._cost = clock, cost
 
-    def sync(self, symbol: str) -> int:
+    def sync(self, symbol: str) -> SyncAnswer:
         try:
             return super().sync(symbol)
         finally:

@@ -32,7 +32,8 @@ def _wait_finished(call: Call, limit: float = 10.0) -> None:
 def test_after_a_read_timeout_the_next_pass_holds_it_until_the_backend_finished(run_pass) -> None:  # type: ignore[no-untyped-def]
     state, clock = MemoryStateStore(), VirtualClock()
     env = {"HTTP_TIMEOUT": "0.3", "AMBIGUOUS_HOLD_SECONDS": "600"}
-    with FakeBackend(symbols=3) as backend:
+    # An hour behind: what its (slow) sync stores moves its last_record on.
+    with FakeBackend(symbols=3, behind={"BTCUSDT": 3600}) as backend:
         backend.script("BTCUSDT", hang(1.5))
         first = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
         assert first.code == 1 and "BTCUSDT" in state.state

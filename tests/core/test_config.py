@@ -81,6 +81,20 @@ def test_floats_and_zero_delay_allowed() -> None:
         ({"SYNC_CONCURRENCY": "100000"}, "SYNC_CONCURRENCY"),
         ({"BACKEND_TOKEN": "токен"}, "BACKEND_TOKEN"),
         ({"BACKEND_TOKEN": "two words"}, "BACKEND_TOKEN"),
+        ({"STALE_AFTER_SECONDS": "-1"}, "STALE_AFTER_SECONDS"),
+        ({"FAIL_ON_STALE": "maybe"}, "FAIL_ON_STALE"),
+        ({"METRICS_PUSHGATEWAY_URL": "pushgateway:9091"}, "METRICS_PUSHGATEWAY_URL"),
+        ({"METRICS_TEXTFILE": "/var/lib/node_exporter/coin_sync.txt"}, "METRICS_TEXTFILE"),
+        (
+            {"METRICS_PUSHGATEWAY_URL": "http://pg:9091", "METRICS_PUSHGATEWAY_USERNAME": "u"},
+            "METRICS_PUSHGATEWAY_USERNAME",
+        ),
+        ({"METRICS_PUSHGATEWAY_USERNAME": "u", "METRICS_PUSHGATEWAY_PASSWORD": "p"}, "METRICS_PUSHGATEWAY_USERNAME"),
+        (
+            {"METRICS_PUSHGATEWAY_PASSWORD": "p", "METRICS_PUSHGATEWAY_PASSWORD_FILE": "/x"},
+            "METRICS_PUSHGATEWAY_PASSWORD_FILE",
+        ),
+        ({"METRICS_PUSHGATEWAY_PASSWORD_FILE": "/nonexistent"}, "METRICS_PUSHGATEWAY_PASSWORD_FILE"),
     ],
 )
 def test_bad_values_name_the_setting(env: dict[str, str], named: str) -> None:
@@ -161,3 +175,22 @@ def test_every_field_is_a_settings_attribute_and_a_flag() -> None:
     for f in FIELDS:
         assert hasattr(getattr(defaults, f.group), f.name)
         assert f.flag == "--" + f.env.lower().replace("_", "-")
+
+
+def test_freshness_and_metrics_defaults() -> None:
+    s = load_settings({}, {})
+    assert (s.sync.stale_after_seconds, s.sync.fail_on_stale) == (180.0, False)
+    assert s.metrics.job == "coin-sync" and not s.metrics.enabled
+    assert load_settings({}, {"METRICS_TEXTFILE": "/tmp/x/coin_sync.prom"}).metrics.enabled
+
+
+def test_pushgateway_password_is_never_shown(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("hunter2\n")
+    env = {"METRICS_PUSHGATEWAY_URL": "http://u:urlpw@pg:9091", "METRICS_PUSHGATEWAY_USERNAME": "coin"}
+    s = load_settings({}, {**env, "METRICS_PUSHGATEWAY_PASSWORD_FILE": str(secret)})
+    assert s.metrics.password == "hunter2"
+    shown = dict(s.describe())
+    assert shown["METRICS_PUSHGATEWAY_PASSWORD"] == "****"
+    assert shown["METRICS_PUSHGATEWAY_URL"] == "http://****@pg:9091"
+    assert "hunter2" not in repr(s) and "urlpw" not in str(shown)

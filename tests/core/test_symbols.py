@@ -8,17 +8,37 @@ import sys
 
 import pytest
 
-from coin_sync.symbols import normalise_symbols, parse_symbols_payload, select_shard, shard_of
+from coin_sync.freshness import MISSING
+from coin_sync.symbols import (
+    ListedSymbol,
+    listed_last_records,
+    normalise_symbols,
+    parse_symbols_payload,
+    select_shard,
+    shard_of,
+)
 
 
 def test_both_payload_shapes() -> None:
     objects = {
         "success": True,
         "count": 2,
-        "symbols": [{"symbol": "BTCUSDT", "total_records": 1}, {"symbol": "ETHUSDT"}],
+        "symbols": [
+            {"symbol": "BTCUSDT", "total_records": 1, "last_record": "2025-11-17T14:45:00+00:00"},
+            {"symbol": "ETHUSDT", "last_record": None},
+            {"symbol": " btcusdt"},
+        ],
     }
-    assert parse_symbols_payload(objects) == ["BTCUSDT", "ETHUSDT"]
-    assert parse_symbols_payload(["BTCUSDT", "ETHUSDT"]) == ["BTCUSDT", "ETHUSDT"]
+    rows = parse_symbols_payload(objects)
+    assert rows == [
+        ListedSymbol("BTCUSDT", "2025-11-17T14:45:00+00:00"),
+        ListedSymbol("ETHUSDT", MISSING),  # an object row should carry it: null is missing
+        ListedSymbol(" btcusdt", MISSING),
+    ]
+    # The first row of a normalised name wins.
+    assert listed_last_records(rows) == {"BTCUSDT": "2025-11-17T14:45:00+00:00", "ETHUSDT": MISSING}
+    # A bare name carries no timestamp, and none is expected.
+    assert parse_symbols_payload(["BTCUSDT", "ETHUSDT"]) == [ListedSymbol("BTCUSDT"), ListedSymbol("ETHUSDT")]
     assert parse_symbols_payload({"success": True, "count": 0, "symbols": []}) == []
 
 

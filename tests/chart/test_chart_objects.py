@@ -25,7 +25,9 @@ from .helm import (
 )
 
 FULLNAME = f"{RELEASE}-coin-sync"
-APP_VERSION = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["appVersion"]
+CHART = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+APP_VERSION = CHART["appVersion"]
+CHART_VERSION = CHART["version"]
 CI = CHART_DIR / "ci"
 
 DEFAULT_ENV = {
@@ -44,6 +46,8 @@ DEFAULT_ENV = {
     "PASS_DEADLINE_SECONDS": "0",
     "SHUTDOWN_GRACE_SECONDS": "20",
     "SUMMARY_FILE": "",
+    "STALE_AFTER_SECONDS": "180",
+    "FAIL_ON_STALE": "false",
     "K8S_INTEGRATION": "auto",
     "K8S_LOCK_REQUIRED": "false",
     "LEASE_NAME": f"{FULLNAME}-lock",
@@ -101,7 +105,7 @@ def test_default_labels_follow_helm_create(default_docs: list[Doc]) -> None:
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/version"] == APP_VERSION
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "coin-sync-0.1.0"
+        assert labels["helm.sh/chart"] == f"coin-sync-{CHART_VERSION}"
     pod_labels = job_spec(default_docs)["template"]["metadata"]["labels"]
     assert pod_labels == {
         "app.kubernetes.io/name": "coin-sync",
@@ -230,6 +234,8 @@ def test_no_optional_objects_by_default(default_docs: list[Doc]) -> None:
 # --------------------------------------------------------------------------------------
 
 FULL = f"{RELEASE}-coinsync"
+# ci/full-values.yaml's commonAnnotations, on every object next to its own.
+FULL_COMMON_ANNOTATIONS = {"example.com/contact": "markets@example.com"}
 
 
 @pytest.fixture(scope="module")
@@ -242,13 +248,17 @@ def test_full_names_and_labels(full: list[Doc]) -> None:
     assert cronjob["metadata"]["name"] == FULL
     assert cronjob["metadata"]["labels"]["app.kubernetes.io/name"] == "coinsync"
     assert cronjob["metadata"]["labels"]["tier"] == "sync"
-    assert cronjob["metadata"]["annotations"] == {"owner": "markets-team"}
+    common = FULL_COMMON_ANNOTATIONS
+    assert cronjob["metadata"]["annotations"] == {"owner": "markets-team", **common}
     job_meta = cronjob["spec"]["jobTemplate"]["metadata"]
     assert job_meta["labels"]["example.com/kind"] == "sync-pass"
-    assert job_meta["annotations"] == {"example.com/job": "yes"}
+    assert job_meta["annotations"] == {"example.com/job": "yes", **common}
     pod_meta = job_spec(full)["template"]["metadata"]
     assert pod_meta["labels"]["team"] == "markets"
-    assert pod_meta["annotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    assert pod_meta["annotations"] == {
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+        **common,
+    }
 
 
 def test_full_schedule_fields(full: list[Doc]) -> None:
@@ -340,6 +350,8 @@ def test_full_env_configmap(full: list[Doc]) -> None:
         "PASS_DEADLINE_SECONDS": "1200",
         "SHUTDOWN_GRACE_SECONDS": "25",
         "SUMMARY_FILE": "/var/log/coin-sync/summary.json",
+        "STALE_AFTER_SECONDS": "300.5",
+        "FAIL_ON_STALE": "true",
         "K8S_INTEGRATION": "on",
         "K8S_LOCK_REQUIRED": "true",
         "LEASE_NAME": f"{FULL}-lock",
@@ -412,7 +424,7 @@ def test_token_never_outside_the_secret(helm: Helm) -> None:
 
 def test_full_logs_persistence(full: list[Doc]) -> None:
     pvc = find_one(full, "PersistentVolumeClaim", f"{FULL}-logs")
-    assert pvc["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert pvc["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep", **FULL_COMMON_ANNOTATIONS}
     assert pvc["spec"] == {
         "accessModes": ["ReadWriteMany"],
         "storageClassName": "fast",
@@ -445,7 +457,8 @@ def test_full_helm_test_pod_shares_settings(full: list[Doc]) -> None:
 def test_full_service_account(full: list[Doc]) -> None:
     sa = find_one(full, "ServiceAccount", "coin-sync-runner")
     assert sa["metadata"]["annotations"] == {
-        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/coin-sync"
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/coin-sync",
+        **FULL_COMMON_ANNOTATIONS,
     }
     binding = find_one(full, "RoleBinding")
     assert binding["subjects"] == [

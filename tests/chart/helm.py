@@ -92,9 +92,7 @@ class HelmResult:
 
     def check(self) -> HelmResult:
         if self.returncode != 0:
-            raise AssertionError(
-                f"helm {' '.join(self.args)} salió con {self.returncode}:\n{self.stderr}{self.stdout}"
-            )
+            raise AssertionError(f"helm {' '.join(self.args)} salió con {self.returncode}:\n{self.stderr}{self.stdout}")
         return self
 
 
@@ -123,9 +121,7 @@ class Helm:
                     "kind": "Config",
                     "clusters": [{"name": "test", "cluster": {"server": server}}],
                     "users": [{"name": "test", "user": {}}],
-                    "contexts": [
-                        {"name": "test", "context": {"cluster": "test", "user": "test"}}
-                    ],
+                    "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
                     "current-context": "test",
                 }
             )
@@ -361,9 +357,7 @@ def job_command_and_env(
     return argv, env
 
 
-def _materialize_volumes(
-    docs: Sequence[Doc], pod: Doc, c: Doc, files_root: Path
-) -> dict[str, Path]:
+def _materialize_volumes(docs: Sequence[Doc], pod: Doc, c: Doc, files_root: Path) -> dict[str, Path]:
     volumes = {v["name"]: v for v in pod.get("volumes") or []}
     mounts: dict[str, Path] = {}
     for mount in c.get("volumeMounts") or []:
@@ -432,8 +426,7 @@ def _resource_list(group_version: str, resources: Mapping[str, str]) -> Doc:
         "apiVersion": "v1",
         "groupVersion": group_version,
         "resources": [
-            {"name": n, "singularName": "", "namespaced": True, "kind": k, "verbs": verbs}
-            for n, k in resources.items()
+            {"name": n, "singularName": "", "namespaced": True, "kind": k, "verbs": verbs} for n, k in resources.items()
         ],
     }
 

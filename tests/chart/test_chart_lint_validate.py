@@ -73,20 +73,14 @@ def renders(helm: Helm) -> dict[str, list[Doc]]:
     for f in CI_VALUES:
         results[f.stem] = helm.template(f)
     # The other side of the KubeVersion switch: sharded without backoffLimitPerIndex.
-    results["sharded-k8s-1.28"] = helm.template(
-        CHART_DIR / "ci" / "sharded-values.yaml", kube_version="1.28.0"
-    )
+    results["sharded-k8s-1.28"] = helm.template(CHART_DIR / "ci" / "sharded-values.yaml", kube_version="1.28.0")
     # Monitoring as on a cluster with the Prometheus Operator's CRDs (no `force`).
-    results["monitoring-api"] = helm.template(
-        set_values=MONITORING_ON, api_versions=MONITORING_API
-    )
+    results["monitoring-api"] = helm.template(set_values=MONITORING_ON, api_versions=MONITORING_API)
     return {name: parse_docs(result.check().stdout) for name, result in results.items()}
 
 
 @pytest.fixture(scope="session")
-def rendered_files(
-    renders: dict[str, list[Doc]], tmp_path_factory: pytest.TempPathFactory
-) -> dict[Path, int]:
+def rendered_files(renders: dict[str, list[Doc]], tmp_path_factory: pytest.TempPathFactory) -> dict[Path, int]:
     """Every render in one file each: path -> number of documents. A PrometheusRule is
     a custom resource kubernetes-validate has no schema for: it is validated against the
     Prometheus Operator's CRD instead (test_prometheus_rules_match_the_crd)."""

@@ -1,7 +1,8 @@
 """End to end on a real Prometheus and a real Pushgateway (127.0.0.1, 1 s scrape and
 evaluation, honor_labels: true) with the chart's rendered PrometheusRule loaded: the
 stale-symbol alert fires for the frozen symbol and only for it, and every dashboard
-query evaluates without error through /api/v1/query."""
+query evaluates without error through /api/v1/query. First with one pass's metrics
+pushed over HTTP, then with real coin-sync passes against the fake backend."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from .helm import Doc, Helm
+from fake_backend import FakeBackend
+
+from .helm import Doc, Helm, job_command_and_env
 from .monitoring import (
     ALERTS,
     PUSHED_LABELS,
@@ -22,6 +25,7 @@ from .monitoring import (
     rule_file,
 )
 from .prom import Prometheus, Pushgateway, poll, running_prometheus, running_pushgateway
+from .test_chart_e2e import run_container
 
 FROZEN = "ETHUSDT"
 CURRENT = ("BTCUSDT", "BNBUSDT")
@@ -134,3 +138,43 @@ def test_stale_alert_and_dashboard_with_pushed_metrics(stack: Stack) -> None:
     # With a pass that just succeeded and pushed, the pass alerts stay silent.
     firing = {a["labels"]["alertname"] for a in stack.prometheus.alerts()}
     assert firing == {"CoinSyncSymbolStale", "CoinSyncFreshnessBudget"}, firing
+
+
+def test_stale_alert_and_dashboard_with_real_passes(stack: Stack, helm: Helm, tmp_path: Path) -> None:
+    """Real passes, run as the CronJob would run them, push to the Pushgateway.
+
+    Needs issue 9 (metrics and freshness in coin-sync, and its test double): the program
+    pushes to METRICS_PUSHGATEWAY_URL with the grouping key job (METRICS_JOB), namespace
+    (POD_NAMESPACE), cronjob (CRONJOB_NAME) and shard, taking namespace and cronjob from
+    those variables whenever they are set (here K8S_INTEGRATION=off and no
+    KUBERNETES_SERVICE_HOST, as in every chart e2e test); FakeBackend(frozen={...})
+    answers a frozen symbol's sync with success, 0 new records and a last_record hours
+    old, and the others' with a last_record under 60 s old (also in /api/symbols).
+    """
+    backend = FakeBackend(symbols=[CURRENT[0], FROZEN, CURRENT[1]], frozen={FROZEN}).start()
+    try:
+        docs = helm.render(
+            set_values=[
+                f"backend.url={backend.url}",
+                "metrics.enabled=true",
+                f"metrics.pushgateway.url={stack.pushgateway.url}",
+            ]
+        )
+        argv, env = job_command_and_env(docs, files_root=tmp_path / "pod")
+        assert env["METRICS_PUSHGATEWAY_URL"] == stack.pushgateway.url
+        assert env["CRONJOB_NAME"] == PUSHED_LABELS["cronjob"]
+        assert env["POD_NAMESPACE"] == PUSHED_LABELS["namespace"]
+        for _ in range(2):  # a second pass replaces the first one's group
+            proc = run_container(argv, env, tmp_path)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+    finally:
+        backend.stop()
+    pushed = stack.pushgateway.metrics_text()
+    frozen_series = [
+        line
+        for line in pushed.splitlines()
+        if line.startswith("coin_sync_symbol_last_record_timestamp_seconds{") and f'symbol="{FROZEN}"' in line
+    ]
+    assert len(frozen_series) == 1, pushed
+    assert f'cronjob="{PUSHED_LABELS["cronjob"]}"' in frozen_series[0]
+    check_stale_alert_and_dashboard(stack)

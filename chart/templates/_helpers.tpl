@@ -41,6 +41,22 @@ helm.sh/chart: {{ include "coin-sync.chart" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 {{- end }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+metadata.annotations of an object: commonAnnotations merged with the object's own
+(list root ownAnnotations); the object's own win. Empty output = no annotations.
+*/}}
+{{- define "coin-sync.annotations" -}}
+{{- $root := index . 0 }}
+{{- $own := index . 1 | default dict }}
+{{- $all := merge (deepCopy $own) ($root.Values.commonAnnotations | default dict) }}
+{{- with $all }}
+{{- toYaml . }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -112,6 +128,9 @@ BACKEND_TOKEN
 {{- end }}
 
 {{/* Mount points of the files the chart provides. */}}
+{{- define "coin-sync.metricsSecretDir" -}}
+/var/run/secrets/coin-sync-pushgateway
+{{- end }}
 {{- define "coin-sync.configFilePath" -}}
 /etc/coin-sync/config.yaml
 {{- end }}
@@ -192,6 +211,8 @@ Output: YAML of the map; use with fromYaml.
   "PASS_DEADLINE_SECONDS" (include "coin-sync.num" $c.passDeadlineSeconds)
   "SHUTDOWN_GRACE_SECONDS" (include "coin-sync.num" $c.shutdownGraceSeconds)
   "SUMMARY_FILE" $c.summaryFile
+  "STALE_AFTER_SECONDS" (include "coin-sync.num" $c.staleAfterSeconds)
+  "FAIL_ON_STALE" (toString $c.failOnStale)
 }}
 {{- range $key, $_ := .Values.configFile }}
 {{- $_ := unset $env $key }}
@@ -248,6 +269,14 @@ writes its status and summary: 10 s more before SIGKILL.
 {{- end }}
 {{- end }}
 
+{{/* POD_NAMESPACE from the downward API. */}}
+{{- define "coin-sync.namespaceEnv" -}}
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+{{- end }}
+
 {{/*
 Env vars of the Kubernetes integration that come from the downward API.
 */}}
@@ -256,10 +285,7 @@ Env vars of the Kubernetes integration that come from the downward API.
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
-- name: POD_NAMESPACE
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.namespace
+{{ include "coin-sync.namespaceEnv" . }}
 - name: JOB_NAME
   valueFrom:
     fieldRef:
@@ -303,6 +329,10 @@ envFrom the env ConfigMap): token and CONFIG_FILE.
 - name: CONFIG_FILE
   value: {{ include "coin-sync.configFilePath" . | quote }}
 {{- end }}
+{{- if include "coin-sync.metricsPassword" . }}
+- name: METRICS_PUSHGATEWAY_PASSWORD_FILE
+  value: {{ printf "%s/password" (include "coin-sync.metricsSecretDir" .) | quote }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -321,6 +351,11 @@ Volume mounts shared by the CronJob and the helm test pod.
 {{- if and (include "coin-sync.hasToken" .) .Values.backend.tokenAsFile }}
 - name: backend-token
   mountPath: {{ include "coin-sync.tokenDir" . }}
+  readOnly: true
+{{- end }}
+{{- if include "coin-sync.metricsPassword" . }}
+- name: pushgateway-password
+  mountPath: {{ include "coin-sync.metricsSecretDir" . }}
   readOnly: true
 {{- end }}
 {{- end }}
@@ -354,6 +389,16 @@ Volumes shared by the CronJob and the helm test pod, except `logs`.
     items:
       - key: {{ include "coin-sync.secretKey" . }}
         path: token
+{{- end }}
+{{- if include "coin-sync.metricsPassword" . }}
+{{- $auth := .Values.metrics.pushgateway.basicAuth }}
+- name: pushgateway-password
+  secret:
+    secretName: {{ $auth.existingSecret.name }}
+    defaultMode: 0444
+    items:
+      - key: {{ $auth.existingSecret.key }}
+        path: password
 {{- end }}
 {{- end }}
 
@@ -397,6 +442,17 @@ affinity:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
+{{- with .Values.dnsPolicy }}
+dnsPolicy: {{ . }}
+{{- end }}
+{{- with .Values.dnsConfig }}
+dnsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.hostAliases }}
+hostAliases:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -412,4 +468,131 @@ Exit codes, numerically sorted and deduplicated (the API requires ordered values
 {{- $out = append $out (atoi .) }}
 {{- end }}
 {{- toJson $out }}
+{{- end }}
+
+{{/* "true" when the pass pushes metrics. */}}
+{{- define "coin-sync.metricsOn" -}}
+{{- if .Values.metrics.enabled }}true{{ end }}
+{{- end }}
+
+{{/* "true" when the Pushgateway password comes from a Secret (mounted as a file). */}}
+{{- define "coin-sync.metricsPassword" -}}
+{{- if and .Values.metrics.enabled .Values.metrics.pushgateway.basicAuth.existingSecret.name }}true{{ end }}
+{{- end }}
+
+{{/*
+The program's metrics settings as an env map (YAML; use with fromYaml); empty without
+metrics. The namespace label comes from POD_NAMESPACE, the cronjob label from
+CRONJOB_NAME (the CronJob's name, also in Jobs created from it by hand).
+*/}}
+{{- define "coin-sync.metricsEnv" -}}
+{{- if .Values.metrics.enabled }}
+{{- $m := .Values.metrics }}
+{{- $env := dict
+  "METRICS_PUSHGATEWAY_URL" $m.pushgateway.url
+  "METRICS_JOB" $m.job
+  "CRONJOB_NAME" (include "coin-sync.fullname" .)
+}}
+{{- with $m.pushgateway.basicAuth.username }}
+{{- $_ := set $env "METRICS_PUSHGATEWAY_USERNAME" . }}
+{{- end }}
+{{- toYaml $env }}
+{{- end }}
+{{- end }}
+
+{{/*
+Seconds between two passes: metrics.intervalSeconds, else from `schedule` for the
+forms whose interval is constant. Anything else fails with a message.
+*/}}
+{{- define "coin-sync.intervalSeconds" -}}
+{{- if ne .Values.metrics.intervalSeconds nil }}
+{{- int64 .Values.metrics.intervalSeconds }}
+{{- else }}
+{{- $s := .Values.schedule | trim }}
+{{- $macros := dict "@hourly" 3600 "@daily" 86400 "@midnight" 86400 "@weekly" 604800 }}
+{{- $f := regexSplit "\\s+" $s -1 }}
+{{- $n := "^[0-9]+$" }}
+{{- $step := "^\\*/[0-9]+$" }}
+{{- $out := 0 }}
+{{- if hasKey $macros $s }}
+{{- $out = index $macros $s }}
+{{- else if and (eq (len $f) 5) (eq (index $f 2) "*") (eq (index $f 3) "*") (eq (index $f 4) "*") }}
+{{- $min := index $f 0 }}
+{{- $hour := index $f 1 }}
+{{- if and (eq $min "*") (eq $hour "*") }}
+{{- $out = 60 }}
+{{- else if and (regexMatch $step $min) (eq $hour "*") (eq (mod 60 (int (trimPrefix "*/" $min))) 0) }}
+{{- $out = mul 60 (int (trimPrefix "*/" $min)) }}
+{{- else if and (regexMatch $n $min) (eq $hour "*") }}
+{{- $out = 3600 }}
+{{- else if and (regexMatch $n $min) (regexMatch $step $hour) (eq (mod 24 (int (trimPrefix "*/" $hour))) 0) }}
+{{- $out = mul 3600 (int (trimPrefix "*/" $hour)) }}
+{{- else if and (regexMatch $n $min) (regexMatch $n $hour) }}
+{{- $out = 86400 }}
+{{- end }}
+{{- end }}
+{{- if not $out }}
+{{- fail (printf "metrics: no se puede deducir el intervalo entre pasadas de schedule %q (las alertas y el dashboard lo necesitan): indica metrics.intervalSeconds" $s) }}
+{{- end }}
+{{- $out }}
+{{- end }}
+{{- end }}
+
+{{/* Age in seconds above which a symbol's data is stale (alerts, ratio, dashboard). */}}
+{{- define "coin-sync.staleAgeSeconds" -}}
+{{- $t := .Values.metrics.prometheusRule.rules.CoinSyncSymbolStale.thresholdSeconds }}
+{{- if ne $t nil }}
+{{- include "coin-sync.num" $t }}
+{{- else }}
+{{- include "coin-sync.num" (addf (include "coin-sync.effective" (list . "STALE_AFTER_SECONDS" .Values.config.staleAfterSeconds) | float64) 60.0) }}
+{{- end }}
+{{- end }}
+
+{{/* Window in seconds of CoinSyncNoRecentSuccess: two intervals plus the margin. */}}
+{{- define "coin-sync.successWindowSeconds" -}}
+{{- $r := .Values.metrics.prometheusRule.rules.CoinSyncNoRecentSuccess }}
+{{- if ne $r.windowSeconds nil }}
+{{- include "coin-sync.num" $r.windowSeconds }}
+{{- else }}
+{{- include "coin-sync.num" (addf (mulf 2.0 (include "coin-sync.intervalSeconds" . | float64)) ($r.marginSeconds | float64)) }}
+{{- end }}
+{{- end }}
+
+{{/* PromQL label matchers of this release's pushed series. */}}
+{{- define "coin-sync.metricsSelector" -}}
+{{- printf "job=%q, namespace=%q, cronjob=%q" .Values.metrics.job .Release.Namespace (include "coin-sync.fullname" .) }}
+{{- end }}
+
+{{/* PromQL label matchers of this release's CronJob in kube-state-metrics. */}}
+{{- define "coin-sync.cronJobSelector" -}}
+{{- printf "namespace=%q, cronjob=%q" .Release.Namespace (include "coin-sync.fullname" .) }}
+{{- end }}
+
+{{/* Checks of the metrics values the schema cannot express. */}}
+{{- define "coin-sync.validateMetrics" -}}
+{{- $m := .Values.metrics }}
+{{- if $m.enabled }}
+{{- if not $m.pushgateway.url }}
+{{- fail "metrics.pushgateway.url está vacío: con metrics.enabled cada pasada empuja sus métricas a un Pushgateway; indica su URL, p. ej. --set metrics.pushgateway.url=http://prometheus-pushgateway.monitoring:9091" }}
+{{- end }}
+{{- $auth := $m.pushgateway.basicAuth }}
+{{- if and $auth.username (not $auth.existingSecret.name) }}
+{{- fail "metrics.pushgateway.basicAuth.username sin metrics.pushgateway.basicAuth.existingSecret.name: la contraseña del Pushgateway viene de un Secret existente (nunca de un valor ni de un ConfigMap)" }}
+{{- end }}
+{{- if and $auth.existingSecret.name (not $auth.username) }}
+{{- fail "metrics.pushgateway.basicAuth.existingSecret.name sin metrics.pushgateway.basicAuth.username: indica el usuario de la autenticación básica" }}
+{{- end }}
+{{- else if or $m.prometheusRule.enabled $m.grafanaDashboard.enabled }}
+{{- fail "metrics.prometheusRule.enabled y metrics.grafanaDashboard.enabled necesitan metrics.enabled (y metrics.pushgateway.url): sin métricas, las alertas y el dashboard no tendrían datos" }}
+{{- end }}
+{{- end }}
+
+{{/* The TCP port of a URL as a JSON list: its explicit port, else 80/443 by scheme. */}}
+{{- define "coin-sync.urlPorts" -}}
+{{- $url := urlParse . }}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" }}
+{{- if not $port }}
+{{- $port = ternary "443" "80" (eq $url.scheme "https") }}
+{{- end }}
+{{- list (atoi $port) | toJson }}
 {{- end }}

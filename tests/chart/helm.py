@@ -21,6 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +29,12 @@ CHART_DIR = REPO_ROOT / "chart"
 CI_VALUES = sorted((CHART_DIR / "ci").glob("*.yaml"))
 RELEASE = "rel"
 NAMESPACE = "coin-ns"
+# What `helm template --api-versions` needs for .Capabilities.APIVersions.Has
+# "monitoring.coreos.com/v1/PrometheusRule" to be true offline: both forms.
+MONITORING_API: tuple[str, ...] = ("monitoring.coreos.com/v1", "monitoring.coreos.com/v1/PrometheusRule")
+# ../shared sits beside the repository in CI and on the developers' machines; its
+# schemas are read from there, never copied in.
+SHARED_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas"
 # The image's ENTRYPOINT, ["python", "-m", "coin_sync"], as run from this checkout.
 LOCAL_ENTRYPOINT: tuple[str, ...] = (sys.executable, "-m", "coin_sync")
 # The image's default CMD (one pass), used when the container sets no args.
@@ -40,27 +47,40 @@ class HelmNotFound(RuntimeError):
     pass
 
 
+def find_tool(name: str, env_var: str) -> str | None:
+    """$env_var, else `name` on PATH, else the repo's .venv/bin/name (where .ci/run puts
+    helm, promtool, prometheus and pushgateway)."""
+    for candidate in (os.environ.get(env_var), shutil.which(name), str(REPO_ROOT / ".venv" / "bin" / name)):
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
+    return None
+
+
+def shared_schema_path(name: str) -> Path:
+    """A file of ../shared/schemas. Absent on a developer's machine: skips only the
+    calling test. Absent in CI (CI=true), where it must be: fails (the same rule as
+    tests/container's shared_schema)."""
+    path = SHARED_SCHEMAS / name
+    if not path.is_file():
+        message = f"{path} no existe: ../shared no está junto al repositorio"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message + " (en CI es obligatorio)")
+        pytest.skip(message)
+    return path
+
+
 def find_helm() -> str:
     """$HELM, else `helm` on PATH, else the repo's .venv/bin/helm (installed by .ci/get-helm)."""
     explicit = os.environ.get("HELM")
-    if explicit:
-        resolved = shutil.which(explicit)
-        if not resolved:
-            raise HelmNotFound(f"HELM={explicit} no existe o no es ejecutable")
-        return resolved
-    candidates: list[str] = []
-    on_path = shutil.which("helm")
-    if on_path:
-        candidates.append(on_path)
-    candidates.append(str(REPO_ROOT / ".venv" / "bin" / "helm"))
-    for candidate in candidates:
-        resolved = shutil.which(candidate)
-        if resolved:
-            return resolved
-    raise HelmNotFound(
-        "no encuentro helm (ni $HELM, ni en PATH, ni .venv/bin/helm): ejecuta "
-        "`.ci/get-helm .venv/bin` o define HELM=/ruta/a/helm"
-    )
+    if explicit and not shutil.which(explicit):
+        raise HelmNotFound(f"HELM={explicit} no existe o no es ejecutable")
+    found = find_tool("helm", "HELM")
+    if not found:
+        raise HelmNotFound(
+            "no encuentro helm (ni $HELM, ni en PATH, ni .venv/bin/helm): ejecuta "
+            "`.ci/get-helm .venv/bin` o define HELM=/ruta/a/helm"
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -72,9 +92,7 @@ class HelmResult:
 
     def check(self) -> HelmResult:
         if self.returncode != 0:
-            raise AssertionError(
-                f"helm {' '.join(self.args)} salió con {self.returncode}:\n{self.stderr}{self.stdout}"
-            )
+            raise AssertionError(f"helm {' '.join(self.args)} salió con {self.returncode}:\n{self.stderr}{self.stdout}")
         return self
 
 
@@ -103,9 +121,7 @@ class Helm:
                     "kind": "Config",
                     "clusters": [{"name": "test", "cluster": {"server": server}}],
                     "users": [{"name": "test", "user": {}}],
-                    "contexts": [
-                        {"name": "test", "context": {"cluster": "test", "user": "test"}}
-                    ],
+                    "contexts": [{"name": "test", "context": {"cluster": "test", "user": "test"}}],
                     "current-context": "test",
                 }
             )
@@ -140,6 +156,7 @@ class Helm:
         set_json: Sequence[str] = (),
         kube_version: str | None = None,
         release: str = RELEASE,
+        api_versions: Sequence[str] = (),
     ) -> HelmResult:
         """`helm template` (cached: the chart does not change during a session)."""
         args = ["template", release, str(CHART_DIR), "--namespace", NAMESPACE]
@@ -151,6 +168,8 @@ class Helm:
             args += ["--set-json", s]
         if kube_version:
             args += ["--kube-version", kube_version]
+        for api in api_versions:
+            args += ["--api-versions", api]
         key = tuple(args)
         if key not in self._renders:
             self._renders[key] = self.run(*args)
@@ -163,6 +182,7 @@ class Helm:
         set_json: Sequence[str] = (),
         kube_version: str | None = None,
         release: str = RELEASE,
+        api_versions: Sequence[str] = (),
     ) -> list[Doc]:
         result = self.template(
             *values_files,
@@ -170,6 +190,7 @@ class Helm:
             set_json=set_json,
             kube_version=kube_version,
             release=release,
+            api_versions=api_versions,
         ).check()
         return parse_docs(result.stdout)
 
@@ -336,9 +357,7 @@ def job_command_and_env(
     return argv, env
 
 
-def _materialize_volumes(
-    docs: Sequence[Doc], pod: Doc, c: Doc, files_root: Path
-) -> dict[str, Path]:
+def _materialize_volumes(docs: Sequence[Doc], pod: Doc, c: Doc, files_root: Path) -> dict[str, Path]:
     volumes = {v["name"]: v for v in pod.get("volumes") or []}
     mounts: dict[str, Path] = {}
     for mount in c.get("volumeMounts") or []:
@@ -395,6 +414,8 @@ _GROUPS = {
     "coordination.k8s.io": {"leases": "Lease"},
     "events.k8s.io": {"events": "Event"},
     "discovery.k8s.io": {"endpointslices": "EndpointSlice"},
+    # The Prometheus Operator's CRD, as on a cluster that has it installed.
+    "monitoring.coreos.com": {"prometheusrules": "PrometheusRule"},
 }
 
 
@@ -405,8 +426,7 @@ def _resource_list(group_version: str, resources: Mapping[str, str]) -> Doc:
         "apiVersion": "v1",
         "groupVersion": group_version,
         "resources": [
-            {"name": n, "singularName": "", "namespaced": True, "kind": k, "verbs": verbs}
-            for n, k in resources.items()
+            {"name": n, "singularName": "", "namespaced": True, "kind": k, "verbs": verbs} for n, k in resources.items()
         ],
     }
 

@@ -25,7 +25,9 @@ from .helm import (
 )
 
 FULLNAME = f"{RELEASE}-coin-sync"
-APP_VERSION = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["appVersion"]
+CHART = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+APP_VERSION = CHART["appVersion"]
+CHART_VERSION = CHART["version"]
 CI = CHART_DIR / "ci"
 
 DEFAULT_ENV = {
@@ -44,6 +46,8 @@ DEFAULT_ENV = {
     "PASS_DEADLINE_SECONDS": "0",
     "SHUTDOWN_GRACE_SECONDS": "20",
     "SUMMARY_FILE": "",
+    "STALE_AFTER_SECONDS": "180",
+    "FAIL_ON_STALE": "false",
     "K8S_INTEGRATION": "auto",
     "K8S_LOCK_REQUIRED": "false",
     "LEASE_NAME": f"{FULLNAME}-lock",
@@ -101,7 +105,7 @@ def test_default_labels_follow_helm_create(default_docs: list[Doc]) -> None:
         assert labels["app.kubernetes.io/instance"] == RELEASE
         assert labels["app.kubernetes.io/version"] == APP_VERSION
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "coin-sync-0.1.0"
+        assert labels["helm.sh/chart"] == f"coin-sync-{CHART_VERSION}"
     pod_labels = job_spec(default_docs)["template"]["metadata"]["labels"]
     assert pod_labels == {
         "app.kubernetes.io/name": "coin-sync",
@@ -133,8 +137,14 @@ def test_default_job(default_docs: list[Doc]) -> None:
     assert pod["terminationGracePeriodSeconds"] == 30
     assert pod["terminationGracePeriodSeconds"] > int(DEFAULT_ENV["SHUTDOWN_GRACE_SECONDS"])
     assert pod["serviceAccountName"] == FULLNAME
-    for key in ("nodeSelector", "tolerations", "affinity", "imagePullSecrets",
-                "priorityClassName", "topologySpreadConstraints"):
+    for key in (
+        "nodeSelector",
+        "tolerations",
+        "affinity",
+        "imagePullSecrets",
+        "priorityClassName",
+        "topologySpreadConstraints",
+    ):
         assert key not in pod
 
 
@@ -230,6 +240,8 @@ def test_no_optional_objects_by_default(default_docs: list[Doc]) -> None:
 # --------------------------------------------------------------------------------------
 
 FULL = f"{RELEASE}-coinsync"
+# ci/full-values.yaml's commonAnnotations, on every object next to its own.
+FULL_COMMON_ANNOTATIONS = {"example.com/contact": "markets@example.com"}
 
 
 @pytest.fixture(scope="module")
@@ -242,13 +254,17 @@ def test_full_names_and_labels(full: list[Doc]) -> None:
     assert cronjob["metadata"]["name"] == FULL
     assert cronjob["metadata"]["labels"]["app.kubernetes.io/name"] == "coinsync"
     assert cronjob["metadata"]["labels"]["tier"] == "sync"
-    assert cronjob["metadata"]["annotations"] == {"owner": "markets-team"}
+    common = FULL_COMMON_ANNOTATIONS
+    assert cronjob["metadata"]["annotations"] == {"owner": "markets-team", **common}
     job_meta = cronjob["spec"]["jobTemplate"]["metadata"]
     assert job_meta["labels"]["example.com/kind"] == "sync-pass"
-    assert job_meta["annotations"] == {"example.com/job": "yes"}
+    assert job_meta["annotations"] == {"example.com/job": "yes", **common}
     pod_meta = job_spec(full)["template"]["metadata"]
     assert pod_meta["labels"]["team"] == "markets"
-    assert pod_meta["annotations"] == {"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"}
+    assert pod_meta["annotations"] == {
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+        **common,
+    }
 
 
 def test_full_schedule_fields(full: list[Doc]) -> None:
@@ -306,8 +322,7 @@ def test_full_pod_scheduling(full: list[Doc]) -> None:
 def test_full_container(full: list[Doc]) -> None:
     c = container(full)
     assert c["image"] == (
-        "registry.example.com/coin-sync@sha256:"
-        "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+        "registry.example.com/coin-sync@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
     )
     assert c["imagePullPolicy"] == "Always"
     assert c["args"] == ["run", "--log-level", "DEBUG"]
@@ -340,6 +355,8 @@ def test_full_env_configmap(full: list[Doc]) -> None:
         "PASS_DEADLINE_SECONDS": "1200",
         "SHUTDOWN_GRACE_SECONDS": "25",
         "SUMMARY_FILE": "/var/log/coin-sync/summary.json",
+        "STALE_AFTER_SECONDS": "300.5",
+        "FAIL_ON_STALE": "true",
         "K8S_INTEGRATION": "on",
         "K8S_LOCK_REQUIRED": "true",
         "LEASE_NAME": f"{FULL}-lock",
@@ -383,8 +400,7 @@ def test_full_token_secret_as_file(full: list[Doc]) -> None:
 def test_token_file_mode_does_not_rely_on_fs_group(helm: Helm) -> None:
     """Without fsGroup the secret's files are root:root: 0444 keeps them readable."""
     docs = helm.render(
-        set_values=["backend.existingSecret.name=creds", "backend.tokenAsFile=true",
-                    "podSecurityContext.fsGroup=null"]
+        set_values=["backend.existingSecret.name=creds", "backend.tokenAsFile=true", "podSecurityContext.fsGroup=null"]
     )
     assert "fsGroup" not in pod_spec(docs)["securityContext"]
     mode = volumes(docs)["backend-token"]["secret"]["defaultMode"]
@@ -405,14 +421,12 @@ def test_token_never_outside_the_secret(helm: Helm) -> None:
         if extra:
             assert "BACKEND_TOKEN" not in env
         else:
-            assert env["BACKEND_TOKEN"] == {
-                "secretKeyRef": {"name": FULLNAME, "key": "BACKEND_TOKEN"}
-            }
+            assert env["BACKEND_TOKEN"] == {"secretKeyRef": {"name": FULLNAME, "key": "BACKEND_TOKEN"}}
 
 
 def test_full_logs_persistence(full: list[Doc]) -> None:
     pvc = find_one(full, "PersistentVolumeClaim", f"{FULL}-logs")
-    assert pvc["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert pvc["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep", **FULL_COMMON_ANNOTATIONS}
     assert pvc["spec"] == {
         "accessModes": ["ReadWriteMany"],
         "storageClassName": "fast",
@@ -445,12 +459,11 @@ def test_full_helm_test_pod_shares_settings(full: list[Doc]) -> None:
 def test_full_service_account(full: list[Doc]) -> None:
     sa = find_one(full, "ServiceAccount", "coin-sync-runner")
     assert sa["metadata"]["annotations"] == {
-        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/coin-sync"
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/coin-sync",
+        **FULL_COMMON_ANNOTATIONS,
     }
     binding = find_one(full, "RoleBinding")
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "coin-sync-runner", "namespace": NAMESPACE}
-    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "coin-sync-runner", "namespace": NAMESPACE}]
 
 
 def test_full_network_policy(full: list[Doc]) -> None:
@@ -491,8 +504,14 @@ def test_zero_values_render_as_zero(ci_docs: dict[str, list[Doc]]) -> None:
     assert "activeDeadlineSeconds" not in job
     assert "podFailurePolicy" not in job
     data = env_configmap(docs)
-    for key in ("MAX_RETRIES", "RETRY_DELAY_SECONDS", "RETRY_MAX_DELAY_SECONDS",
-                "BACKEND_WAIT_SECONDS", "PASS_DEADLINE_SECONDS", "SHUTDOWN_GRACE_SECONDS"):
+    for key in (
+        "MAX_RETRIES",
+        "RETRY_DELAY_SECONDS",
+        "RETRY_MAX_DELAY_SECONDS",
+        "BACKEND_WAIT_SECONDS",
+        "PASS_DEADLINE_SECONDS",
+        "SHUTDOWN_GRACE_SECONDS",
+    ):
         assert data[key] == "0", key
     assert data["K8S_LOCK_REQUIRED"] == "false"
 
@@ -509,8 +528,14 @@ def test_zero_values_optional_objects_off(ci_docs: dict[str, list[Doc]]) -> None
 
 
 def test_zero_backoff_limit_with_set(helm: Helm) -> None:
-    docs = helm.render(set_values=["backoffLimit=0", "ttlSecondsAfterFinished=0",
-                                   "successfulJobsHistoryLimit=0", "failedJobsHistoryLimit=0"])
+    docs = helm.render(
+        set_values=[
+            "backoffLimit=0",
+            "ttlSecondsAfterFinished=0",
+            "successfulJobsHistoryLimit=0",
+            "failedJobsHistoryLimit=0",
+        ]
+    )
     assert job_spec(docs)["backoffLimit"] == 0
     assert job_spec(docs)["ttlSecondsAfterFinished"] == 0
     assert find_one(docs, "CronJob")["spec"]["successfulJobsHistoryLimit"] == 0
@@ -603,8 +628,7 @@ def test_sharded_network_policy_derives_backend_port(ci_docs: dict[str, list[Doc
 )
 def test_network_policy_backend_port_from_url(helm: Helm, url: str, port: int) -> None:
     docs = helm.render(
-        set_values=["networkPolicy.enabled=true", f"backend.url={url}",
-                    "kubernetes.integration.enabled=false"],
+        set_values=["networkPolicy.enabled=true", f"backend.url={url}", "kubernetes.integration.enabled=false"],
         set_json=['networkPolicy.backend.to=[{"ipBlock":{"cidr":"203.0.113.10/32"}}]'],
     )
     backend = find_one(docs, "NetworkPolicy")["spec"]["egress"][1]
@@ -621,9 +645,7 @@ def test_existing_secret(ci_docs: dict[str, list[Doc]]) -> None:
     docs = ci_docs["existing-secret-values"]
     assert find_all(docs, "Secret") == []
     assert find_one(docs, "CronJob")["metadata"]["name"] == "markets-sync"
-    assert env_list(docs)["BACKEND_TOKEN"] == {
-        "secretKeyRef": {"name": "backend-credentials", "key": "api-token"}
-    }
+    assert env_list(docs)["BACKEND_TOKEN"] == {"secretKeyRef": {"name": "backend-credentials", "key": "api-token"}}
     test_pod = find_one(docs, "Pod")
     assert {
         "name": "BACKEND_TOKEN",
@@ -658,8 +680,7 @@ def test_token_and_existing_secret_are_exclusive(helm: Helm) -> None:
 
 
 def test_image_tag_and_pull_policy(helm: Helm) -> None:
-    docs = helm.render(set_values=["image.repository=ghcr.io/x/coin-sync", "image.tag=1.2.3",
-                                   "image.pullPolicy=Never"])
+    docs = helm.render(set_values=["image.repository=ghcr.io/x/coin-sync", "image.tag=1.2.3", "image.pullPolicy=Never"])
     assert container(docs)["image"] == "ghcr.io/x/coin-sync:1.2.3"
     assert container(docs)["imagePullPolicy"] == "Never"
 
@@ -669,9 +690,7 @@ def test_symbols_to_sync_as_text(helm: Helm) -> None:
     assert env_configmap(docs)["SYMBOLS_TO_SYNC"] == "BTCUSDT,ETHUSDT"
 
 
-def test_big_and_fractional_numbers_render_plainly(
-    helm: Helm, values_file: Callable[..., Path]
-) -> None:
+def test_big_and_fractional_numbers_render_plainly(helm: Helm, values_file: Callable[..., Path]) -> None:
     path = values_file(
         "config:\n  httpTimeout: 1000000\n  retryDelaySeconds: 0.25\n"
         "kubernetes:\n  integration:\n    leaseDurationSeconds: 3600\n"
@@ -719,9 +738,7 @@ GRACE_MESSAGE = "debe ser al menos config.shutdownGraceSeconds"
         (["configFile.SHUTDOWN_GRACE_SECONDS=20", "config.shutdownGraceSeconds=25"], True),
     ],
 )
-def test_termination_grace_covers_shutdown_grace_plus_ten(
-    helm: Helm, values: list[str], ok: bool
-) -> None:
+def test_termination_grace_covers_shutdown_grace_plus_ten(helm: Helm, values: list[str], ok: bool) -> None:
     """After SHUTDOWN_GRACE_SECONDS the pass still releases its Lease, posts its Event and
     writes its status: terminationGracePeriodSeconds >= shutdownGraceSeconds + 10."""
     result = helm.template(set_values=values)
@@ -733,15 +750,11 @@ def test_termination_grace_covers_shutdown_grace_plus_ten(
         assert GRACE_MESSAGE in result.stderr, result.stderr
 
 
-def test_termination_grace_check_uses_the_values_file_numbers(
-    helm: Helm, values_file: Callable[..., Path]
-) -> None:
+def test_termination_grace_check_uses_the_values_file_numbers(helm: Helm, values_file: Callable[..., Path]) -> None:
     # Distinct file names: helm.template caches by its arguments.
     ok = values_file("terminationGracePeriodSeconds: 45\nconfig:\n  shutdownGraceSeconds: 35\n", "ok.yaml")
     helm.template(ok).check()
-    short = values_file(
-        "terminationGracePeriodSeconds: 45\nconfig:\n  shutdownGraceSeconds: 35.5\n", "short.yaml"
-    )
+    short = values_file("terminationGracePeriodSeconds: 45\nconfig:\n  shutdownGraceSeconds: 35.5\n", "short.yaml")
     result = helm.template(short)
     assert result.returncode != 0 and GRACE_MESSAGE in result.stderr
 
@@ -761,9 +774,9 @@ def test_max_failed_indexes_below_shards(helm: Helm) -> None:
 
 
 def test_exit_codes_sorted_and_conflicts_rejected(helm: Helm) -> None:
-    docs = helm.render(set_json=['podFailurePolicy.failOnExitCodes=[3,2]'])
+    docs = helm.render(set_json=["podFailurePolicy.failOnExitCodes=[3,2]"])
     assert fail_rule(docs)["onExitCodes"]["values"] == [2, 3]
-    result = helm.template(set_json=['podFailurePolicy.ignoreExitCodes=[2]'])
+    result = helm.template(set_json=["podFailurePolicy.ignoreExitCodes=[2]"])
     assert result.returncode != 0
     assert "failOnExitCodes" in result.stderr
 
@@ -771,16 +784,14 @@ def test_exit_codes_sorted_and_conflicts_rejected(helm: Helm) -> None:
 def test_pod_failure_policy_without_disruption_rule(helm: Helm) -> None:
     docs = helm.render(set_values=["podFailurePolicy.ignoreDisruptions=false"])
     assert job_spec(docs)["podFailurePolicy"]["rules"] == [
-        {"action": "FailJob",
-         "onExitCodes": {"containerName": "coin-sync", "operator": "In", "values": [2]}}
+        {"action": "FailJob", "onExitCodes": {"containerName": "coin-sync", "operator": "In", "values": [2]}}
     ]
     docs = helm.render(set_values=["podFailurePolicy.enabled=false"])
     assert "podFailurePolicy" not in job_spec(docs)
 
 
 def test_storage_class_dash_means_empty(helm: Helm) -> None:
-    docs = helm.render(set_values=["logs.persistence.enabled=true",
-                                   "logs.persistence.storageClass=-"])
+    docs = helm.render(set_values=["logs.persistence.enabled=true", "logs.persistence.storageClass=-"])
     assert find_one(docs, "PersistentVolumeClaim")["spec"]["storageClassName"] == ""
     docs = helm.render(set_values=["logs.persistence.enabled=true"])
     assert "storageClassName" not in find_one(docs, "PersistentVolumeClaim")["spec"]
@@ -830,8 +841,7 @@ def test_all_digit_image_tag(helm: Helm, values_file: Callable[..., Path]) -> No
     # A leading zero keeps it a string for --set; the string pattern still applies.
     docs = helm.render(set_values=["image.tag=0326041"])
     assert container(docs)["image"] == "coin-sync:0326041"
-    docs = helm.render(set_values=["image.repository=registry.example:5000/coin-sync",
-                                   "image.tag=123456789012"])
+    docs = helm.render(set_values=["image.repository=registry.example:5000/coin-sync", "image.tag=123456789012"])
     assert container(docs)["image"] == "registry.example:5000/coin-sync:123456789012"
 
 
@@ -848,9 +858,7 @@ FRACTIONAL = [
 
 
 @pytest.mark.parametrize(("value", "env", "given", "rendered"), FRACTIONAL)
-def test_fractional_seconds_with_set(
-    helm: Helm, value: str, env: str, given: str, rendered: str
-) -> None:
+def test_fractional_seconds_with_set(helm: Helm, value: str, env: str, given: str, rendered: str) -> None:
     """`--set config.httpTimeout=0.5` hands the schema the string "0.5" (helm v3 and v4):
     accepted as a number and rendered as given (quoted) in the ConfigMap."""
     docs = helm.render(set_values=[f"{value}={given}"])
@@ -858,8 +866,7 @@ def test_fractional_seconds_with_set(
 
 
 def test_fractional_seconds_with_set_in_config_file(helm: Helm) -> None:
-    docs = helm.render(set_values=["configFile.HTTP_TIMEOUT=0.5",
-                                   "configFile.SHUTDOWN_GRACE_SECONDS=19.5"])
+    docs = helm.render(set_values=["configFile.HTTP_TIMEOUT=0.5", "configFile.SHUTDOWN_GRACE_SECONDS=19.5"])
     content = find_one(docs, "ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"]
     # The program reads every value of the file as text, as it reads the environment.
     assert {k: str(v) for k, v in yaml.safe_load(content).items()} == {
@@ -906,9 +913,7 @@ FAIL_INDEX_RULE = (
         (["shards=3", "backoffLimitPerIndex=null"], "1.31.0"),
     ],
 )
-def test_fail_index_rule_needs_backoff_limit_per_index(
-    helm: Helm, values: list[str], kube_version: str
-) -> None:
+def test_fail_index_rule_needs_backoff_limit_per_index(helm: Helm, values: list[str], kube_version: str) -> None:
     result = helm.template(set_values=values, set_json=[FAIL_INDEX_RULE], kube_version=kube_version)
     assert result.returncode != 0, "Kubernetes rechazaría FailIndex sin backoffLimitPerIndex"
     assert "podFailurePolicy.extraRules" in result.stderr
@@ -945,16 +950,20 @@ def test_sharded_persistent_logs_need_read_write_many(helm: Helm, modes: list[st
 
 
 def test_persistent_logs_access_modes_that_work(helm: Helm) -> None:
-    docs = helm.render(set_values=["shards=2", "logs.persistence.enabled=true"],
-                       set_json=['logs.persistence.accessModes=["ReadWriteMany"]'])
+    docs = helm.render(
+        set_values=["shards=2", "logs.persistence.enabled=true"],
+        set_json=['logs.persistence.accessModes=["ReadWriteMany"]'],
+    )
     assert find_one(docs, "PersistentVolumeClaim")["spec"]["accessModes"] == ["ReadWriteMany"]
     # One shard: a single pod, any mode.
     for modes in (["ReadWriteOnce"], ["ReadWriteOncePod"]):
-        docs = helm.render(set_values=["logs.persistence.enabled=true"],
-                           set_json=[f"logs.persistence.accessModes={json.dumps(modes)}"])
+        docs = helm.render(
+            set_values=["logs.persistence.enabled=true"], set_json=[f"logs.persistence.accessModes={json.dumps(modes)}"]
+        )
         assert find_one(docs, "PersistentVolumeClaim")["spec"]["accessModes"] == modes
     # An existing claim's modes are unknown to the chart: NOTES warns instead.
-    docs = helm.render(set_values=["shards=2", "logs.persistence.enabled=true",
-                                   "logs.persistence.existingClaim=shared-logs"])
+    docs = helm.render(
+        set_values=["shards=2", "logs.persistence.enabled=true", "logs.persistence.existingClaim=shared-logs"]
+    )
     assert find_all(docs, "PersistentVolumeClaim") == []
     assert volumes(docs)["logs"]["persistentVolumeClaim"] == {"claimName": "shared-logs"}

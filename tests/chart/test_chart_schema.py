@@ -77,6 +77,72 @@ REJECTED = {
     "extra-env-no-name": ("extraEnv:\n  - value: x\n", "/extraEnv"),
     "fullname-too-long": ("fullnameOverride: " + "a" * 53 + "\n", "/fullnameOverride"),
     "secret-name": ("backend:\n  existingSecret:\n    name: Bad_Name\n", "/backend/existingSecret"),
+    # Monitoring (metrics.*) and the chart-wide extras.
+    "metrics-typo": ("metrics:\n  enabeld: true\n", "enabeld"),
+    "metrics-enabled-string": ("metrics:\n  enabled: 'yes'\n", "/metrics/enabled"),
+    "pushgateway-url": ("metrics:\n  pushgateway:\n    url: pushgateway:9091\n", "/metrics/pushgateway/url"),
+    "job-slash": ("metrics:\n  job: a/b\n", "/metrics/job"),
+    "interval-zero": ("metrics:\n  intervalSeconds: 0\n", "/metrics/intervalSeconds"),
+    "rule-name-typo": (
+        "metrics:\n  prometheusRule:\n    rules:\n      CoinSyncSymbolStal:\n        for: 5m\n",
+        "CoinSyncSymbolStal",
+    ),
+    "rule-key-typo": (
+        "metrics:\n  prometheusRule:\n    rules:\n      CoinSyncSymbolStale:\n        threshold: 5\n",
+        "threshold",
+    ),
+    "rule-for": (
+        "metrics:\n  prometheusRule:\n    rules:\n      CoinSyncSymbolStale:\n        for: 5 minutes\n",
+        "/metrics/prometheusRule/rules/CoinSyncSymbolStale/for",
+    ),
+    "rule-for-empty": (
+        "metrics:\n  prometheusRule:\n    rules:\n      CoinSyncBackendUnavailable:\n        for: ''\n",
+        "/metrics/prometheusRule/rules/CoinSyncBackendUnavailable/for",
+    ),
+    "rule-severity": (
+        "metrics:\n  prometheusRule:\n    rules:\n      CoinSyncConfigError:\n        severity: ''\n",
+        "/metrics/prometheusRule/rules/CoinSyncConfigError/severity",
+    ),
+    "objective": (
+        "metrics:\n  prometheusRule:\n    rules:\n      CoinSyncFreshnessBudget:\n        objective: 99\n",
+        "/metrics/prometheusRule/rules/CoinSyncFreshnessBudget/objective",
+    ),
+    "ratio-zero": (
+        "metrics:\n  prometheusRule:\n    rules:\n      CoinSyncPassTooSlow:\n        intervalRatio: 0\n",
+        "/metrics/prometheusRule/rules/CoinSyncPassTooSlow/intervalRatio",
+    ),
+    "threshold-string": (
+        "metrics:\n  prometheusRule:\n    rules:\n      CoinSyncSymbolStale:\n        thresholdSeconds: soon\n",
+        "/metrics/prometheusRule/rules/CoinSyncSymbolStale/thresholdSeconds",
+    ),
+    "runbook-url": ("metrics:\n  prometheusRule:\n    runbookUrl: README.md\n", "/metrics/prometheusRule/runbookUrl"),
+    "additional-rule-no-expr": (
+        "metrics:\n  prometheusRule:\n    additionalRules:\n      - alert: X\n",
+        "/metrics/prometheusRule/additionalRules",
+    ),
+    "additional-rule-typo": (
+        "metrics:\n  prometheusRule:\n    additionalRules:\n"
+        "      - alert: X\n        expr: vector(1)\n        lables: {}\n",
+        "lables",
+    ),
+    "dashboard-label-value": (
+        "metrics:\n  grafanaDashboard:\n    labelValue: 1\n",
+        "/metrics/grafanaDashboard/labelValue",
+    ),
+    "pushgateway-secret-name": (
+        "metrics:\n  pushgateway:\n    basicAuth:\n      existingSecret:\n        name: Bad_Name\n",
+        "/metrics/pushgateway/basicAuth/existingSecret/name",
+    ),
+    "stale-after-zero": ("config:\n  staleAfterSeconds: 0\n", "/config/staleAfterSeconds"),
+    "fail-on-stale-string": ("config:\n  failOnStale: 'true'\n", "/config/failOnStale"),
+    "config-file-stale": ("configFile:\n  STALE_AFTER_SECONDS: never\n", "/configFile/STALE_AFTER_SECONDS"),
+    "common-labels": ("commonLabels:\n  team: 3\n", "/commonLabels"),
+    "dns-policy": ("dnsPolicy: ClusterFirstWithoutHostNet\n", "/dnsPolicy"),
+    "dns-config-typo": ("dnsConfig:\n  nameserver: [1.1.1.1]\n", "nameserver"),
+    "host-alias-no-ip": ("hostAliases:\n  - hostnames: [a]\n", "/hostAliases"),
+    "init-container-no-image": ("initContainers:\n  - name: x\n", "/initContainers"),
+    "extra-object-number": ("extraObjects:\n  - 3\n", "/extraObjects"),
+    "pushgateway-peer": ("networkPolicy:\n  pushgateway:\n    to: [{}]\n", "/networkPolicy/pushgateway/to"),
 }
 
 

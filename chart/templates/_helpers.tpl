@@ -193,9 +193,9 @@ Output: YAML of the map; use with fromYaml.
 */}}
 {{- define "coin-sync.configEnv" -}}
 {{- $c := .Values.config }}
-{{- $symbols := $c.symbolsToSync }}
-{{- if kindIs "slice" $symbols }}
-{{- $symbols = join "," $symbols }}
+{{- $lists := dict }}
+{{- range $key, $value := dict "symbols" $c.symbolsToSync "include" $c.symbolsInclude "exclude" $c.symbolsExclude }}
+{{- $_ := set $lists $key (ternary (join "," $value) (toString $value) (kindIs "slice" $value)) }}
 {{- end }}
 {{- $env := dict
   "LOG_LEVEL" $c.logLevel
@@ -205,7 +205,9 @@ Output: YAML of the map; use with fromYaml.
   "MAX_RETRIES" (include "coin-sync.num" $c.maxRetries)
   "RETRY_DELAY_SECONDS" (include "coin-sync.num" $c.retryDelaySeconds)
   "RETRY_MAX_DELAY_SECONDS" (include "coin-sync.num" $c.retryMaxDelaySeconds)
-  "SYMBOLS_TO_SYNC" (toString $symbols)
+  "SYMBOLS_TO_SYNC" $lists.symbols
+  "SYMBOLS_INCLUDE" $lists.include
+  "SYMBOLS_EXCLUDE" $lists.exclude
   "SYNC_CONCURRENCY" (include "coin-sync.num" $c.syncConcurrency)
   "BACKEND_WAIT_SECONDS" (include "coin-sync.num" $c.backendWaitSeconds)
   "PASS_DEADLINE_SECONDS" (include "coin-sync.num" $c.passDeadlineSeconds)
@@ -214,6 +216,9 @@ Output: YAML of the map; use with fromYaml.
   "STALE_AFTER_SECONDS" (include "coin-sync.num" $c.staleAfterSeconds)
   "FAIL_ON_STALE" (toString $c.failOnStale)
 }}
+{{- if not (kindIs "invalid" $c.ambiguousHoldSeconds) }}
+{{- $_ := set $env "AMBIGUOUS_HOLD_SECONDS" (include "coin-sync.num" $c.ambiguousHoldSeconds) }}
+{{- end }}
 {{- range $key, $_ := .Values.configFile }}
 {{- $_ := unset $env $key }}
 {{- end }}

@@ -49,7 +49,12 @@ BASIC_AUTH = (
 # Env names the chart sets that coin_sync.config does not define yet: issue 9 (metrics
 # and freshness) adds them to the program. Until then the program ignores them. Remove
 # each from here once `setting_names()` lists it; the test below then keeps it honest.
-PENDING_PROGRAM_SETTINGS = {
+# Read by the program at its edges, not settings: the downward-API identity (the
+# Kubernetes integration; POD_NAMESPACE also labels the metrics) and the CronJob's name
+# (the metrics' `cronjob` label).
+EDGE_ENV = {"POD_NAME", "POD_NAMESPACE", "JOB_NAME", "JOB_UID", "POD_UID", "CRONJOB_NAME"}
+# What monitoring-values.yaml must make the chart pass.
+METRICS_ENV = {
     "STALE_AFTER_SECONDS",
     "FAIL_ON_STALE",
     "METRICS_PUSHGATEWAY_URL",
@@ -151,19 +156,16 @@ def test_metrics_mistakes_fail_with_a_message(helm: Helm, set_values: list[str],
 
 
 def test_every_env_name_is_a_program_setting(helm: Helm) -> None:
-    """Each variable the chart gives the program is one it reads (or will: see
-    PENDING_PROGRAM_SETTINGS), so a typo in a template cannot go unnoticed."""
+    """Each variable the chart gives the program is one it reads, so a typo in a
+    template cannot go unnoticed."""
     from coin_sync.config import setting_names
 
-    # The downward-API identity: read by the Kubernetes integration (a setting or not,
-    # depending on the program's version), and POD_NAMESPACE by the metrics too.
-    identity = {"POD_NAME", "POD_NAMESPACE", "JOB_NAME", "JOB_UID", "POD_UID"}
-    known = set(setting_names()) | PENDING_PROGRAM_SETTINGS | identity | {"CONFIG_FILE"}
+    known = set(setting_names()) | EDGE_ENV | {"CONFIG_FILE"}
     docs = helm.render(CI / "full-values.yaml", CI / "monitoring-values.yaml", kube_version="1.31.0")
     user_env = {"TZ", "NODE_NAME"}  # full-values.yaml's own extraEnv
     names = (set(env_data_named(docs)) | set(env_list(docs))) - user_env
     assert names - known == set()
-    assert names >= PENDING_PROGRAM_SETTINGS
+    assert names >= METRICS_ENV
 
 
 def env_data_named(docs: list[Doc]) -> dict[str, str]:

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from coin_sync.config import load_settings
+
 from .helm import (
     CHART_DIR,
     NAMESPACE,
@@ -41,6 +43,8 @@ DEFAULT_ENV = {
     "RETRY_DELAY_SECONDS": "10",
     "RETRY_MAX_DELAY_SECONDS": "60",
     "SYMBOLS_TO_SYNC": "",
+    "SYMBOLS_INCLUDE": "",
+    "SYMBOLS_EXCLUDE": "",
     "SYNC_CONCURRENCY": "8",
     "BACKEND_WAIT_SECONDS": "60",
     "PASS_DEADLINE_SECONDS": "0",
@@ -350,6 +354,9 @@ def test_full_env_configmap(full: list[Doc]) -> None:
         # MAX_RETRIES and RETRY_MAX_DELAY_SECONDS are in configFile: the file wins.
         "RETRY_DELAY_SECONDS": "0.5",
         "SYMBOLS_TO_SYNC": "BTCUSDT,ETHUSDT,币安人生USDT",
+        "SYMBOLS_INCLUDE": "NEWCOINUSDT",
+        "SYMBOLS_EXCLUDE": "LUNAUSDT,USTCUSDT",
+        "AMBIGUOUS_HOLD_SECONDS": "900",
         "SYNC_CONCURRENCY": "16",
         "BACKEND_WAIT_SECONDS": "90",
         "PASS_DEADLINE_SECONDS": "1200",
@@ -967,3 +974,19 @@ def test_persistent_logs_access_modes_that_work(helm: Helm) -> None:
     )
     assert find_all(docs, "PersistentVolumeClaim") == []
     assert volumes(docs)["logs"]["persistentVolumeClaim"] == {"claimName": "shared-logs"}
+
+
+def test_declared_symbols_and_the_hold_reach_the_program(helm: Helm) -> None:
+    docs = helm.render(
+        set_values=[
+            "config.symbolsInclude={NEWCOINUSDT,OTHERUSDT}",
+            "config.symbolsExclude=LUNAUSDT",
+            "config.ambiguousHoldSeconds=0",
+        ]
+    )
+    env = env_configmap(docs)
+    assert (env["SYMBOLS_INCLUDE"], env["SYMBOLS_EXCLUDE"]) == ("NEWCOINUSDT,OTHERUSDT", "LUNAUSDT")
+    assert env["AMBIGUOUS_HOLD_SECONDS"] == "0"  # zero renders: it means "no hold"
+    settings = load_settings({}, env)
+    assert settings.sync.include == ("NEWCOINUSDT", "OTHERUSDT") and settings.sync.ambiguous_hold_seconds == 0
+    assert "AMBIGUOUS_HOLD_SECONDS" not in env_configmap(helm.render())  # null: the program's 2 × HTTP_TIMEOUT

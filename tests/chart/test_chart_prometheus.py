@@ -143,15 +143,17 @@ def test_stale_alert_and_dashboard_with_pushed_metrics(stack: Stack) -> None:
 def test_stale_alert_and_dashboard_with_real_passes(stack: Stack, helm: Helm, tmp_path: Path) -> None:
     """Real passes, run as the CronJob would run them, push to the Pushgateway.
 
-    Needs issue 9 (metrics and freshness in coin-sync, and its test double): the program
-    pushes to METRICS_PUSHGATEWAY_URL with the grouping key job (METRICS_JOB), namespace
+    The program pushes to METRICS_PUSHGATEWAY_URL with the grouping key job (METRICS_JOB), namespace
     (POD_NAMESPACE), cronjob (CRONJOB_NAME) and shard, taking namespace and cronjob from
     those variables whenever they are set (here K8S_INTEGRATION=off and no
     KUBERNETES_SERVICE_HOST, as in every chart e2e test); FakeBackend(frozen={...})
     answers a frozen symbol's sync with success, 0 new records and a last_record hours
     old, and the others' with a last_record under 60 s old (also in /api/symbols).
     """
-    backend = FakeBackend(symbols=[CURRENT[0], FROZEN, CURRENT[1]], frozen={FROZEN}).start()
+    # Frozen three hours behind: stale from the first pass on.
+    backend = FakeBackend(
+        symbols=[CURRENT[0], FROZEN, CURRENT[1]], frozen={FROZEN}, lags={FROZEN: 3 * 3600}
+    ).start()
     try:
         docs = helm.render(
             set_values=[

@@ -31,9 +31,10 @@ COMMANDS = {
 
 EXIT_CODES_HELP = """códigos de salida:
   0    todos los símbolos sincronizados (o nada que sincronizar)
-  1    uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS
+  1    uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS o PASS_BUDGET_SECONDS
   2    configuración o uso incorrectos
   3    backend no disponible (nunca sano, lista de símbolos inutilizable o caído a mitad de pasada)
+  4    el exchange limitó o bloqueó al backend (429/418): pasada detenida, el resto omitido
   130  interrumpido por SIGINT
   143  interrumpido por SIGTERM
 
@@ -129,7 +130,7 @@ def _context(settings: Settings, log: logging.Logger, stop: Stop) -> PassContext
     from coin_sync.clock import RealClock
     from coin_sync.runner import PassContext
 
-    client = make_client(settings.backend, settings.sync.concurrency)
+    client = make_client(settings.backend, settings.sync.max_in_flight)
     log.info("Cliente del backend inicializado: %s", client.shown_url)
     return PassContext(settings, client, log, stop, RealClock())
 

@@ -26,6 +26,7 @@ END_MARKS = {
     EndReason.LOCK_UNAVAILABLE: " (NO EJECUTADA: sin cerrojo)",
     EndReason.CRASHED: " (ERROR INTERNO)",
     EndReason.BAD_CONFIG: " (CONFIGURACIÓN INVÁLIDA)",
+    EndReason.EXCHANGE_LIMITED: " (DETENIDA: cuota del exchange agotada)",
 }
 
 
@@ -58,7 +59,7 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
     log.log(
         report.exit_code.log_level,
         "FIN DE SINCRONIZACIÓN #%d%s - correctos: %d, fallidos: %d, omitidos: %d, interrumpidos: %d, "
-        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s)",
+        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s), concurrencia: máx %d, final %d",
         report.pass_number,
         mark,
         t["ok"],
@@ -69,6 +70,8 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
         report.duration,
         int(report.exit_code),
         report.reason.word,
+        report.concurrency_max,
+        report.concurrency_final,
     )
     log.info("=" * 60)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import random
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
@@ -34,6 +34,14 @@ class RetryPolicy:
     @classmethod
     def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
         return cls(settings.max_retries, settings.delay_seconds, settings.max_delay_seconds)
+
+    def delays(self, rand: Callable[[], float] = random.random) -> Iterator[float]:
+        """The waits before retry 1, 2, 3... of one call: backoff.expo from first_delay,
+        jittered to 75-125 % (as backoff_delay), capped at max_delay."""
+        expo = backoff.expo(factor=self.first_delay, max_value=self.max_delay)
+        next(expo)  # backoff's generators start with a bare yield
+        for base in expo:
+            yield min(self.max_delay, base * (0.75 + 0.5 * rand()))
 
     def delay(self, retry: int, error: BackendError, rand: float) -> float:
         """The wait before retry number `retry` (0-based) after `error`."""

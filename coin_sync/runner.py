@@ -6,14 +6,18 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 
+from coin_sync.attempt import Action, Job, decide, limiter_signal
 from coin_sync.client import BackendClient
 from coin_sync.clock import Clock
 from coin_sync.config import Settings
-from coin_sync.errors import BackendError
+from coin_sync.errors import BackendError, ErrorKind
 from coin_sync.health import wait_until_healthy
+from coin_sync.limiter import INITIAL_LIMIT, Limiter, Signal, make_limiter
+from coin_sync.ordering import longest_first
 from coin_sync.outcome import EndReason, PassReport, SymbolResult, SymbolStatus
-from coin_sync.pool import Pool
+from coin_sync.pool import Limit, Pool, Verdict
 from coin_sync.retry import RetriesExhausted, RetryPolicy, call_with_retries
 from coin_sync.stop import Interrupted, Stop
 from coin_sync.symbols import normalise_symbols, select_shard
@@ -65,18 +69,10 @@ def run_pass(ctx: PassContext) -> PassReport:
         with stop.raising():
             symbols, reason = _prepare(ctx)
         if reason is None:
-            pool = Pool(
-                _SymbolSync(ctx).sync,
-                concurrency=s.sync.concurrency,
-                clock=clock,
-                stop=stop,
-                log=log,
-                started=started,
-                deadline_seconds=s.sync.deadline_seconds,
-                grace_seconds=s.sync.shutdown_grace_seconds,
-            )
-            log.info("Sincronizando %d símbolos (concurrencia %d)", len(symbols), s.sync.concurrency)
+            pool = _pool(ctx, started)
+            log.info("Sincronizando %d símbolos (concurrencia %s)", len(symbols), _shown_concurrency(s))
             report.results, reason = pool.run(symbols)
+            report.concurrency_max, report.concurrency_final = pool.limiter.peak, pool.limiter.limit
     except Interrupted:
         reason = EndReason.INTERRUPTED
     report.reason = reason
@@ -84,6 +80,37 @@ def run_pass(ctx: PassContext) -> PassReport:
     report.duration = clock.now() - started
     report.finished_at = clock.wall().isoformat(timespec="seconds")
     return report
+
+
+def _shown_concurrency(s: Settings) -> str:
+    if isinstance(s.sync.concurrency, int):
+        return str(s.sync.concurrency)
+    return f"auto, de {min(INITIAL_LIMIT, s.sync.concurrency_max)} hasta {s.sync.concurrency_max}"
+
+
+def _pool(ctx: PassContext, started: float) -> Pool:
+    """PASS_DEADLINE_SECONDS and PASS_BUDGET_SECONDS count from the start of the pass
+    (health wait included)."""
+    s = ctx.settings.sync
+    limits = []
+    if s.deadline_seconds > 0:
+        shown = f"Límite de la pasada ({s.deadline_seconds:.0f} s) alcanzado"
+        limits.append(Limit(started + s.deadline_seconds, shown))
+    budget_end = started + s.budget_seconds if s.budget_seconds > 0 else None
+    if budget_end is not None:
+        limits.append(Limit(budget_end, f"Presupuesto de la pasada ({s.budget_seconds:.0f} s) agotado"))
+    limiter = make_limiter(s.concurrency, s.concurrency_max, ctx.clock)
+    one = _SymbolSync(ctx, limiter, budget_end)
+    return Pool(
+        one.attempt,
+        one.abandon,
+        limiter=limiter,
+        clock=ctx.clock,
+        stop=ctx.stop,
+        log=ctx.log,
+        limits=tuple(limits),
+        grace_seconds=s.shutdown_grace_seconds,
+    )
 
 
 def _prepare(ctx: PassContext) -> tuple[list[str], EndReason | None]:
@@ -127,40 +154,84 @@ def resolve_symbols(ctx: PassContext) -> list[str] | None:
     mine = select_shard(symbols, s.shard_index, s.shard_count)
     if s.shard_count > 1:
         log.info("Fragmento %d de %d: %d de %d símbolos", s.shard_index, s.shard_count, len(mine), len(symbols))
-    return mine
+    # Longest work first, after the shard split. Issue 9 plugs in here: replace {} with
+    # {name: row.last_record for each ListedSymbol row}, names normalised as `symbols`
+    # are; a symbol missing from it (only in SYMBOLS_TO_SYNC) counts as a full backfill.
+    last_records: dict[str, datetime | None] = {}
+    return longest_first(mine, last_records, ctx.clock.wall())
 
 
 class _SymbolSync:
-    """One symbol, with retries; after a backend-side failure, one /health probe."""
+    """One attempt at one symbol, and what follows from its answer (coin_sync.attempt);
+    after a backend-side failure, one /health probe."""
 
-    def __init__(self, ctx: PassContext) -> None:
+    def __init__(self, ctx: PassContext, limiter: Limiter, budget_end: float | None) -> None:
         self._ctx = ctx
+        self._limiter = limiter
+        self._budget_end = budget_end
+        self._policy = ctx.policy
         self._health_lock = threading.Lock()
 
-    def sync(self, symbol: str) -> SymbolResult:
+    def attempt(self, job: Job) -> Verdict:
         ctx = self._ctx
-        began = ctx.clock.now()
+        if job.began is None:
+            job.began = ctx.clock.now()
+        job.calls += 1
         try:
-            outcome = call_with_retries(
-                lambda: ctx.client.sync(symbol),
-                ctx.policy,
-                ctx.clock,
-                ctx.stop,
-                on_retry=lambda n, e, d: ctx.log_retry(symbol, n, e, d),
+            new_records = ctx.client.sync(job.symbol)
+        except BackendError as error:
+            job.error = error
+            return self._failed(job, error)
+        ctx.log.info("✓ %s sincronizado: %d nuevos registros", job.symbol, new_records)
+        return Verdict(Signal.OK, self._result(job, SymbolStatus.OK, new_records))
+
+    def _failed(self, job: Job, error: BackendError) -> Verdict:
+        ctx, signal = self._ctx, limiter_signal(error)
+        decision = decide(
+            error,
+            job,
+            self._policy,
+            now=ctx.clock.now(),
+            budget_end=self._budget_end,
+            latency=self._limiter.latency(),
+        )
+        if decision.action is Action.HALT:
+            return Verdict(signal, self._result(job, SymbolStatus.SKIPPED, error=decision.reason), halt=decision.reason)
+        if decision.action is Action.REQUEUE:
+            job.requeues += 1
+            ctx.log.info(
+                "⇄ %s: el backend no admite más carga (%s); vuelve a la cola en %.2f s (no cuenta como intento)",
+                job.symbol,
+                error,
+                decision.wait,
             )
-        except RetriesExhausted as exc:
-            took = ctx.clock.now() - began
-            note = " (reintentos cancelados)" if exc.cancelled else ""
-            ctx.log.error("✗ %s falló tras %d intento(s)%s: %s", symbol, exc.attempts, note, exc.error)
-            if exc.error.means_backend_down and not exc.cancelled:
-                self._check_backend_still_there()
-            return SymbolResult(symbol, SymbolStatus.FAILED, 0, exc.attempts, took, str(exc.error))
-        took = ctx.clock.now() - began
-        ctx.log.info("✓ %s sincronizado: %d nuevos registros", symbol, outcome.value)
-        return SymbolResult(symbol, SymbolStatus.OK, outcome.value, outcome.attempts, took)
+            return Verdict(signal, again_in=decision.wait)
+        # Unreachable: ask /health now, or every queued symbol would fail the same way
+        # in turn. A backend that answered (5xx) is asked once its symbol is out of tries.
+        if error.means_backend_down and (error.kind is ErrorKind.CONNECTION or decision.action is Action.FAIL):
+            self._check_backend_still_there()
+        if decision.action is Action.RETRY and not ctx.stop.is_set():
+            ctx.log_retry(job.symbol, job.attempts, error, decision.wait)
+            return Verdict(signal, again_in=decision.wait)
+        note = decision.note or (" (reintentos cancelados)" if decision.action is Action.RETRY else "")
+        return Verdict(signal, self._fail(job, error, note))
+
+    def abandon(self, job: Job, halted: str | None) -> SymbolResult:
+        """Still queued when the pass stopped: skipped, or failed if it had failed."""
+        if job.failed_attempts and job.error is not None:
+            return self._fail(job, job.error, " (reintentos cancelados)")
+        return self._result(job, SymbolStatus.SKIPPED, error=halted)
+
+    def _fail(self, job: Job, error: BackendError, note: str) -> SymbolResult:
+        self._ctx.log.error("✗ %s falló tras %d intento(s)%s: %s", job.symbol, job.attempts, note, error)
+        return self._result(job, SymbolStatus.FAILED, error=str(error) + note)
+
+    def _result(self, job: Job, status: SymbolStatus, new_records: int = 0, error: str | None = None) -> SymbolResult:
+        took = 0.0 if job.began is None else self._ctx.clock.now() - job.began
+        return SymbolResult(job.symbol, status, new_records, job.attempts, took, error, job.requeues)
 
     def _check_backend_still_there(self) -> None:
-        """A dead backend costs one symbol's retries, not every symbol's."""
+        """A dead backend costs one symbol's attempt, not every symbol's retries."""
         with self._health_lock:
             if self._ctx.stop.is_set():
                 return

@@ -9,15 +9,17 @@ The adaptive limit works as TCP congestion control and Netflix's concurrency-lim
   in flight at that rejection, at most once per latency window. A window is told by the
   dispatch order, not by the clock: a rejection of a call sent before the last decrease
   belongs to the window already answered for and is ignored;
-- additive increase afterwards: +1 per limit's worth of successes (one per round trip),
-  four times slower once the limit is back near where the last overload happened;
+- additive increase afterwards: +1 per limit's worth of successes (one per round
+  trip; calls sent before the decrease do not count), four times slower once the limit
+  is back near where the last overload happened;
 - latency guard: a short and a long exponentially weighted mean of log(latency) (the
   median of a lognormal, which one slow call barely moves); short above long by
   INFLATION times means a queue is building: decrease; by HOLD times: stop growing.
 
-Growth only happens while the limit is in use (at least half of it in flight), so an
-idle tail of retries cannot inflate it. Every method is thread-safe; time comes from the
-injected Clock, so the policy runs in tests on virtual time.
+Growth only happens while the limit is in use (at least half of it in flight when the
+call was sent or when it came back), so an idle tail of retries cannot inflate it.
+Every method is thread-safe; time comes from the injected Clock, so the policy runs in
+tests on virtual time.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ INITIAL_LIMIT = 4
 BETA = 0.8
 INFLATION = 2.0
 HOLD = 1.5
-SHORT_WEIGHT = 0.2
-LONG_WEIGHT = 0.02
-WARM_UP_SAMPLES = 20
+SHORT_WEIGHT = 0.05
+LONG_WEIGHT = 0.005
+WARM_UP_SAMPLES = 50
 NEAR_CEILING_SLOWDOWN = 4
 
 
@@ -51,6 +53,7 @@ class Ticket:
 
     seq: int
     started: float
+    busy: bool  # sent with at least half the limit in flight
 
 
 class Limiter:
@@ -85,7 +88,7 @@ class Limiter:
             self._in_flight += 1
             self.peak = max(self.peak, self._in_flight)
             self._seq += 1
-            return Ticket(self._seq, self._clock.now())
+            return Ticket(self._seq, self._clock.now(), self._in_flight * 2 >= int(self._limit))
 
     def release(self, ticket: Ticket, signal: Signal) -> None:
         with self._lock:
@@ -106,6 +109,7 @@ class AdaptiveLimiter(Limiter):
         self._short: float | None = None  # EWMA of log(latency), fast and slow
         self._long: float | None = None
         self._samples = 0
+        self._credit = 0  # successes since the limit last grew by one
 
     def latency(self) -> float | None:
         with self._lock:
@@ -118,7 +122,11 @@ class AdaptiveLimiter(Limiter):
             inflation = self._sample(latency)
             if inflation >= INFLATION:
                 self._decrease(ticket)
-            elif inflation < HOLD and self._in_flight * 2 >= self._limit:
+            elif (
+                inflation < HOLD
+                and ticket.seq > self._window_seq
+                and (ticket.busy or self._in_flight * 2 >= self._limit)
+            ):
                 self._grow()
 
     def _sample(self, latency: float) -> float:
@@ -128,8 +136,10 @@ class AdaptiveLimiter(Limiter):
         if self._short is None or self._long is None:
             self._short = self._long = value
             return 1.0
-        self._short += SHORT_WEIGHT * (value - self._short)
-        self._long += LONG_WEIGHT * (value - self._long)
+        # A plain running mean until the weight is reached: the first sample, as noisy
+        # as any, must not set the baseline for hundreds of calls.
+        self._short += max(SHORT_WEIGHT, 1 / self._samples) * (value - self._short)
+        self._long += max(LONG_WEIGHT, 1 / self._samples) * (value - self._long)
         return math.exp(self._short - self._long) if self._samples >= WARM_UP_SAMPLES else 1.0
 
     def _decrease(self, ticket: Ticket) -> None:
@@ -139,14 +149,16 @@ class AdaptiveLimiter(Limiter):
         self._limit = max(1.0, math.floor(self._in_flight * BETA))
         self._slow_start = False
         self._window_seq = self._seq
+        self._credit = 0
 
     def _grow(self) -> None:
-        if self._slow_start:
-            step = 1.0
-        else:
+        if not self._slow_start:
+            self._credit += 1
             near = self._ceiling is not None and self._limit >= self._ceiling - 1
-            step = 1.0 / (self._limit * (NEAR_CEILING_SLOWDOWN if near else 1))
-        self._limit = min(float(self.maximum), self._limit + step)
+            if self._credit < self._limit * (NEAR_CEILING_SLOWDOWN if near else 1):
+                return
+            self._credit = 0
+        self._limit = min(float(self.maximum), self._limit + 1)
 
 
 def make_limiter(concurrency: int | str, maximum: int, clock: Clock) -> Limiter:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_backend import FakeBackend, bad_json, error500, hang
+from fake_backend import FakeBackend, bad_json, hang
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -2,15 +2,15 @@
 
 The adaptive limit works as TCP congestion control and Netflix's concurrency-limits do:
 
-- slow start: from INITIAL_LIMIT, +1 per success (the limit doubles every round trip)
-  until the first sign of overload;
+- slow start: from INITIAL_LIMIT, +1/2 per success (x1.5 every round trip: doubling
+  would overshoot a hard cap by as much as the cap itself) until the first overload;
 - multiplicative decrease on overload (a 429/500/502/503 rejection, a timeout, or
   latency inflated well above its long-run level): the new limit is BETA times what was
   in flight at that rejection, at most once per latency window. A window is told by the
   dispatch order, not by the clock: a rejection of a call sent before the last decrease
   belongs to the window already answered for and is ignored;
 - additive increase afterwards: +1 per limit's worth of successes (one per round
-  trip; calls sent before the decrease do not count), four times slower once the limit
+  trip; calls sent before the decrease do not count), NEAR_CEILING_SLOWDOWN times slower once the limit
   is back near where the last overload happened;
 - latency guard: a short and a long exponentially weighted mean of log(latency) (the
   median of a lognormal, which one slow call barely moves); short above long by
@@ -32,13 +32,14 @@ from enum import Enum
 from coin_sync.clock import Clock
 
 INITIAL_LIMIT = 4
-BETA = 0.8
+BETA = 0.9
 INFLATION = 2.0
 HOLD = 1.5
 SHORT_WEIGHT = 0.05
 LONG_WEIGHT = 0.005
 WARM_UP_SAMPLES = 50
-NEAR_CEILING_SLOWDOWN = 4
+NEAR_CEILING_SLOWDOWN = 8
+SLOW_START_STEP = 0.5
 
 
 class Signal(Enum):
@@ -152,12 +153,14 @@ class AdaptiveLimiter(Limiter):
         self._credit = 0
 
     def _grow(self) -> None:
-        if not self._slow_start:
-            self._credit += 1
-            near = self._ceiling is not None and self._limit >= self._ceiling - 1
-            if self._credit < self._limit * (NEAR_CEILING_SLOWDOWN if near else 1):
-                return
-            self._credit = 0
+        if self._slow_start:
+            self._limit = min(float(self.maximum), self._limit + SLOW_START_STEP)
+            return
+        self._credit += 1
+        near = self._ceiling is not None and self._limit >= self._ceiling - 1
+        if self._credit < self._limit * (NEAR_CEILING_SLOWDOWN if near else 1):
+            return
+        self._credit = 0
         self._limit = min(float(self.maximum), self._limit + 1)
 
 

@@ -3,9 +3,19 @@ relative to what was in flight, slow probing afterwards, the latency guard."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
-from coin_sync.limiter import BETA, INITIAL_LIMIT, AdaptiveLimiter, Limiter, Signal, Ticket, make_limiter
+from coin_sync.limiter import (
+    BETA,
+    INITIAL_LIMIT,
+    NEAR_CEILING_SLOWDOWN,
+    AdaptiveLimiter,
+    Limiter,
+    Signal,
+    Ticket,
+    make_limiter,
+)
 from virtual_clock import VirtualClock
 
 
@@ -33,11 +43,12 @@ def test_a_fixed_limit_never_moves() -> None:
     assert limiter.limit == 5 and limiter.peak == 5
 
 
-def test_slow_start_doubles_every_round_up_to_the_maximum() -> None:
+def test_slow_start_grows_by_half_every_round_up_to_the_maximum() -> None:
     clock = VirtualClock()
     limiter = make_limiter("auto", 40, clock)
-    sizes = [_round(limiter, clock) for _ in range(6)]
-    assert sizes[:3] == [INITIAL_LIMIT, 8, 16] and sizes[3] >= 30 and sizes[4:] == [40, 40]
+    sizes = [_round(limiter, clock) for _ in range(9)]
+    assert sizes[:4] == [INITIAL_LIMIT, 6, 9, 13] and sizes[-2:] == [40, 40]
+    assert all(b <= a * 1.5 + 1 for a, b in itertools.pairwise(sizes))
     assert limiter.peak == 40
 
 
@@ -67,15 +78,14 @@ def test_after_a_decrease_probing_is_additive_and_slower_near_the_ceiling() -> N
     limiter.release(tickets[0], Signal.OVERLOAD)
     for ticket in tickets[1:]:
         limiter.release(ticket, Signal.OK)
-    assert limiter.limit == 16
+    assert limiter.limit == int(20 * BETA) == 18
     growth = []
-    for _ in range(8):
+    for _ in range(1 + NEAR_CEILING_SLOWDOWN):
         _round(limiter, clock)
         growth.append(limiter.limit)
-    # +1 a round up to the ceiling (20 in flight at the overload) minus one, then a
-    # quarter as fast.
-    assert growth[:3] == [17, 18, 19]
-    assert growth[3:] in ([19, 19, 19, 20, 20], [19, 19, 19, 19, 20])
+    # +1 a round up to the ceiling (20 in flight at the overload) minus one, then
+    # NEAR_CEILING_SLOWDOWN times slower.
+    assert growth == [19] * NEAR_CEILING_SLOWDOWN + [20]
 
 
 def test_growth_needs_the_limit_in_use() -> None:

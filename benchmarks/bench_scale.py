@@ -85,7 +85,8 @@ def capped(work: Path) -> None:
     share = rejected / calls
     print("2) backend con tope de 16 en curso (500 más allá), 2.000 símbolos x 100 ms, valores por defecto")
     print(
-        f"   pasada: {m.duration:.2f} s ({concurrency(m)}); {throughput:.1f} sinc/s de 160 posibles: "
+        f"   pasada: {m.duration:.2f} s, sincronizando {span:.2f} s ({concurrency(m)}); "
+        f"{throughput:.1f} sinc/s de 160 posibles: "
         f"{throughput / 160:.2f}   (objetivo >= 0.85)  {verdict(throughput / 160 >= 0.85)}"
     )
     print(

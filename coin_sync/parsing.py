@@ -53,7 +53,7 @@ concurrency = numeric(int, 1, maximum=MAX_CONCURRENCY)
 
 
 def concurrency_or_auto(text: str) -> int | str:
-    """"auto" (adaptive) or a fixed number of syncs in flight, 1..MAX_CONCURRENCY."""
+    """The word auto (adaptive) or a fixed number of syncs in flight, 1..MAX_CONCURRENCY."""
     if text.strip().lower() == "auto":
         return "auto"
     try:

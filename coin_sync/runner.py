@@ -98,7 +98,7 @@ def _pool(ctx: PassContext, started: float) -> Pool:
         limits.append(Limit(started + s.deadline_seconds, shown))
     budget_end = started + s.budget_seconds if s.budget_seconds > 0 else None
     if budget_end is not None:
-        limits.append(Limit(budget_end, f"Presupuesto de la pasada ({s.budget_seconds:.0f} s) agotado"))
+        limits.append(Limit(budget_end, f"Presupuesto de la pasada ({s.budget_seconds:g} s) agotado"))
     limiter = make_limiter(s.concurrency, s.concurrency_max, ctx.clock)
     one = _SymbolSync(ctx, limiter, budget_end)
     return Pool(

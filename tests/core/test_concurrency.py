@@ -78,7 +78,7 @@ def test_dispatch_stops_at_the_budget(run_pass) -> None:  # type: ignore[no-unty
         synced = len(backend.sync_calls())
     assert run.code == 1 and run.summary["reason"] == "deadline"
     assert run.summary["totals"]["skipped"] == 30 - synced and synced < 30
-    assert run.lines("Presupuesto de la pasada (0 s) agotado: no se despachan más símbolos")
+    assert run.lines("Presupuesto de la pasada (0.5 s) agotado: no se despachan más símbolos")
 
 
 def test_the_exchange_quota_stops_dispatch_and_exits_4(run_pass) -> None:  # type: ignore[no-untyped-def]

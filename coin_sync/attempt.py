@@ -21,7 +21,7 @@ from enum import Enum
 
 from coin_sync.errors import BackendError, ErrorKind
 from coin_sync.limiter import Signal
-from coin_sync.retry import MAX_SINGLE_WAIT, RetryPolicy
+from coin_sync.retry import RetryPolicy, honouring_retry_after
 
 OVERLOAD_STATUSES = frozenset({429, 500, 502, 503})
 OVERLOAD_REQUEUES = 5
@@ -87,8 +87,8 @@ class Job:
 
     @property
     def failed_attempts(self) -> bool:
-        """At least one counted attempt failed (not only overload rejections)."""
-        return self.error is not None and self.attempts > 0
+        """For a job back in the queue: a counted attempt failed (not only overload)."""
+        return self.attempts > 0
 
 
 def overload_pause(latency: float | None, rand: float) -> float:
@@ -120,9 +120,7 @@ def decide(
         if job.delays is None:
             job.delays = policy.delays(rand)
         wait = next(job.delays)
-    if error.retry_after is not None:
-        wait = max(wait, error.retry_after)
-    wait = min(wait, MAX_SINGLE_WAIT)
+    wait = honouring_retry_after(wait, error)
     if budget_end is not None and now + wait > budget_end:
         return Decision(Action.FAIL, note=BUDGET_NOTE)
     return Decision(Action.REQUEUE if overload else Action.RETRY, wait)

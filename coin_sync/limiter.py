@@ -73,10 +73,6 @@ class Limiter:
     def limit(self) -> int:
         return int(self._limit)
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def latency(self) -> float | None:
         """The typical latency seen so far (None before any sample)."""
         return None

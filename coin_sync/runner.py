@@ -218,7 +218,7 @@ class _SymbolSync:
 
     def abandon(self, job: Job, halted: str | None) -> SymbolResult:
         """Still queued when the pass stopped: skipped, or failed if it had failed."""
-        if job.failed_attempts and job.error is not None:
+        if job.error is not None and job.failed_attempts:
             return self._fail(job, job.error, " (reintentos cancelados)")
         return self._result(job, SymbolStatus.SKIPPED, error=halted)
 

@@ -5,7 +5,7 @@ side, and the targets next to them.
 
     .venv/bin/python benchmarks/bench_pass.py
 
-1. 300 symbols x 50 ms: defaults (SYNC_CONCURRENCY=8) against the sequential client
+1. 300 symbols x 50 ms: defaults (SYNC_CONCURRENCY=auto) against the sequential client
    (SYNC_CONCURRENCY=1), same fake backend. Target: speedup >= 6.
 2. 1,280 symbols x 50 ms at SYNC_CONCURRENCY=32 against the ideal ceil(N/C) x latency.
    Target: efficiency >= 0.75.
@@ -22,7 +22,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -32,13 +34,24 @@ from fake_backend import FakeBackend  # noqa: E402
 LATENCY = 0.05
 
 
-def run_pass(
-    url: str, workdir: Path, argv: list[str] | None = None, **env: str
-) -> tuple[float, float, dict[str, object], int]:
-    """(wall seconds, pass seconds from the summary, summary, peak RSS KiB)."""
+@dataclass
+class Measured:
+    code: int
+    wall: float  # seconds, process start to exit
+    duration: float  # the pass's own duration, from its summary
+    summary: dict[str, Any]
+    cpu: float  # user + system CPU seconds of the pass process
+    rss: int  # peak RSS, KiB
+
+
+def measure_pass(
+    url: str, workdir: Path, argv: list[str] | None = None, *, base: dict[str, str] | None = None, **env: str
+) -> Measured:
+    """One `coin-sync run` against `url`; `base` replaces the inherited environment."""
     summary = workdir / f"summary-{time.monotonic_ns()}.json"
+    inherited = os.environ if base is None else base
     full_env = {
-        **{k: v for k, v in os.environ.items() if k not in ("KUBERNETES_SERVICE_HOST", "SYMBOLS_TO_SYNC")},
+        **{k: v for k, v in inherited.items() if k not in ("KUBERNETES_SERVICE_HOST", "SYMBOLS_TO_SYNC")},
         "BACKEND_URL": url,
         "LOG_DIR": str(workdir / "logs"),
         "SUMMARY_FILE": str(summary),
@@ -55,11 +68,21 @@ def run_pass(
     )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - began
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"la pasada terminó con código {proc.returncode}")
     data = json.loads(summary.read_text())
-    return wall, float(data["totals"]["duration"]), data, int(usage.ru_maxrss)
+    code = os.waitstatus_to_exitcode(status)
+    return Measured(
+        code, wall, float(data["totals"]["duration"]), data, usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss)
+    )
+
+
+def run_pass(
+    url: str, workdir: Path, argv: list[str] | None = None, **env: str
+) -> tuple[float, float, dict[str, object], int]:
+    """(wall seconds, pass seconds from the summary, summary, peak RSS KiB); exit 0 or stop."""
+    m = measure_pass(url, workdir, argv, **env)
+    if m.code != 0:
+        raise SystemExit(f"la pasada terminó con código {m.code}")
+    return m.wall, m.duration, m.summary, m.rss
 
 
 def main() -> int:
@@ -69,12 +92,12 @@ def main() -> int:
 
         with FakeBackend(symbols=300, latency=LATENCY) as backend:
             _, seq, _, _ = run_pass(backend.url, work, SYNC_CONCURRENCY="1")
-            _, par, _, _ = run_pass(backend.url, work)  # defaults: SYNC_CONCURRENCY=8
+            _, par, _, _ = run_pass(backend.url, work)  # defaults: SYNC_CONCURRENCY=auto
             peak = backend.peak_in_flight
         speedup = seq / par
         print("1) 300 símbolos x 50 ms")
         print(f"   secuencial (SYNC_CONCURRENCY=1): {seq:6.2f} s")
-        print(f"   por defecto (SYNC_CONCURRENCY=8): {par:6.2f} s   (pico en curso: {peak})")
+        print(f"   por defecto (SYNC_CONCURRENCY=auto): {par:6.2f} s   (pico en curso: {peak})")
         print(f"   aceleración: {speedup:.2f}x   (objetivo >= 6)  {'OK' if speedup >= 6 else 'NO CUMPLE'}\n")
 
         n, c = 1280, 32

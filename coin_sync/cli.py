@@ -33,10 +33,11 @@ COMMANDS = {
 
 EXIT_CODES_HELP = """códigos de salida:
   0    todos los símbolos sincronizados (o nada que sincronizar, u otra pasada en curso: lock_held)
-  1    uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS
+  1    uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS o PASS_BUDGET_SECONDS
        (con FAIL_ON_STALE=true, también si alguno quedó desactualizado)
   2    configuración o uso incorrectos
   3    backend no disponible (nunca sano, lista de símbolos inutilizable o caído a mitad de pasada)
+  4    el exchange limitó o bloqueó al backend (429/418): pasada detenida, el resto omitido
   130  interrumpido por SIGINT
   143  interrumpido por SIGTERM
 
@@ -133,7 +134,7 @@ def _context(settings: Settings, log: logging.Logger, stop: Stop, state: StateSt
     from coin_sync.runner import PassContext
     from coin_sync.state import MemoryStateStore
 
-    client = make_client(settings.backend, settings.sync.concurrency)
+    client = make_client(settings.backend, settings.sync.max_in_flight)
     log.info("Cliente del backend inicializado: %s", client.shown_url)
     return PassContext(settings, client, log, stop, RealClock(), state if state is not None else MemoryStateStore())
 
@@ -227,7 +228,7 @@ def _check(settings: Settings, log: logging.Logger, stop: Stop) -> int:
 
 
 def _symbols(settings: Settings, log: logging.Logger, stop: Stop) -> int:
-    from coin_sync.runner import resolve_symbols
+    from coin_sync.plan import resolve_symbols
 
     ctx = _context(settings, log, stop)
     try:

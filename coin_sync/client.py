@@ -7,6 +7,7 @@ classified BackendError; retrying is the caller's policy (coin_sync.retry).
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +35,15 @@ class SyncAnswer:
     last_record: object = None
 
 
-def make_session(token: str | None, pool_size: int) -> requests.Session:
+def make_session(token: str | None, pool_size: int, url: str) -> requests.Session:
     session = requests.Session()
+    # requests re-reads the proxy variables (and stats ~/.netrc) on every call when
+    # trust_env is on: a cost that grows with the size of the environment. Every
+    # request goes to `url`, so HTTP(S)_PROXY/NO_PROXY (and the CA bundle variables)
+    # are resolved here, once per pass, and the session stops looking.
+    session.trust_env = False
+    session.proxies = requests.utils.get_environ_proxies(url)
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     # One connection per worker kept alive across syncs; block rather than open
     # throw-away connections if the pool is ever short.
     adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(pool_size, 1), pool_block=True, max_retries=0)
@@ -48,7 +56,7 @@ def make_session(token: str | None, pool_size: int) -> requests.Session:
 
 
 def make_client(settings: BackendSettings, pool_size: int) -> BackendClient:
-    return BackendClient(settings.url, make_session(settings.token, pool_size), settings.http_timeout)
+    return BackendClient(settings.url, make_session(settings.token, pool_size, settings.url), settings.http_timeout)
 
 
 def _one_line(text: str) -> str:

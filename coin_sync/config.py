@@ -80,11 +80,24 @@ class SyncSettings:
     ambiguous_hold_seconds: float | None = setting(
         "AMBIGUOUS_HOLD_SECONDS", p.non_negative, "tras timeout/504, segundos sin reenviar (2 × HTTP_TIMEOUT)", None
     )
-    concurrency: int = setting(
-        "SYNC_CONCURRENCY", p.concurrency, "sincronizaciones en curso a la vez (1 = secuencial)", 8
+    concurrency: int | str = setting(
+        "SYNC_CONCURRENCY",
+        p.concurrency_or_auto,
+        "sincronizaciones en curso a la vez: auto (adaptativa, hasta SYNC_CONCURRENCY_MAX) o un número fijo "
+        "(1 = secuencial)",
+        "auto",
+    )
+    concurrency_max: int = setting(
+        "SYNC_CONCURRENCY_MAX", p.concurrency, "con SYNC_CONCURRENCY=auto, el máximo en curso a la vez", 64
     )
     deadline_seconds: float = setting(
         "PASS_DEADLINE_SECONDS", p.non_negative, "0 = sin límite; si no, deja de despachar tras ese tiempo", 0.0
+    )
+    budget_seconds: float = setting(
+        "PASS_BUDGET_SECONDS",
+        p.non_negative,
+        "0 = sin presupuesto; si no, no programa reintentos que acaben después y deja de despachar al agotarlo",
+        0.0,
     )
     shutdown_grace_seconds: float = setting(
         "SHUTDOWN_GRACE_SECONDS",
@@ -109,6 +122,11 @@ class SyncSettings:
     fail_on_stale: bool = setting(
         "FAIL_ON_STALE", p.boolean, "true: una pasada que deja algún símbolo desactualizado sale con 1", False
     )
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most syncs ever in flight: the fixed number, or the adaptive maximum."""
+        return self.concurrency if isinstance(self.concurrency, int) else self.concurrency_max
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from coin_sync.stop import Stop
 # The loop must be gone within SHUTDOWN_GRACE_SECONDS + 1 s of the signal; killing a
 # pass that overruns a little before that leaves time to reap it and log.
 KILL_MARGIN_SECONDS = 0.25
+BUDGET_SHARE = 5 / 6  # of SYNC_INTERVAL_SECONDS, for a pass with no PASS_BUDGET_SECONDS
 
 
 class Child(Protocol):
@@ -71,7 +72,8 @@ def run_loop(
 ) -> int:
     """Run `child_argv` as pass 1, 2, 3... until a signal (exit 0) or a pass exits 2 (exit 2).
 
-    Each child gets `environ` (default: os.environ) plus SYNC_PASS_NUMBER. Passes start
+    Each child gets `environ` (default: os.environ) plus SYNC_PASS_NUMBER, and
+    PASS_BUDGET_SECONDS from the interval unless the settings set one. Passes start
     SYNC_INTERVAL_SECONDS apart, start to start; one that overruns is followed at once,
     and the ticks it missed are dropped, never run in a burst.
 
@@ -109,6 +111,11 @@ class _Loop:
         spawn: Spawner,
     ) -> None:
         self.interval = settings.sync.interval_seconds
+        # A pass should end before the next one is due: unless PASS_BUDGET_SECONDS was
+        # set (environment, file or flag, all in `settings`), each pass gets 5/6 of the
+        # interval (50 s of a minute), the rest a margin for start-up and the summary.
+        budget = settings.sync.budget_seconds or round(self.interval * BUDGET_SHARE, 3)
+        self.budget = {} if settings.sync.budget_seconds else {"PASS_BUDGET_SECONDS": f"{budget:g}"}
         self.grace = settings.sync.shutdown_grace_seconds
         self.child_argv = list(child_argv)
         self.log = log
@@ -161,7 +168,7 @@ class _Loop:
     # -- one pass -------------------------------------------------------------------
     def _run_pass(self) -> int | None:
         """The pass's exit code (128+N when killed by signal N); None if it could not start."""
-        env = {**self.environ, "SYNC_PASS_NUMBER": str(self.number)}
+        env = {**self.environ, **self.budget, "SYNC_PASS_NUMBER": str(self.number)}
         started = self.clock.now()
         try:
             child = self.spawn(self.child_argv, env)

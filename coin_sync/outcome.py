@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     SYMBOLS_FAILED = 1
     BAD_CONFIG = 2
     BACKEND_UNAVAILABLE = 3
+    EXCHANGE_LIMITED = 4
     SIGINT = 130
     SIGTERM = 143
 
@@ -27,7 +28,7 @@ class ExitCode(IntEnum):
         """How loudly a pass that ended with this code is logged (FIN line, loop)."""
         if self is ExitCode.OK:
             return logging.INFO
-        if self in (ExitCode.BAD_CONFIG, ExitCode.BACKEND_UNAVAILABLE):
+        if self in (ExitCode.BAD_CONFIG, ExitCode.BACKEND_UNAVAILABLE, ExitCode.EXCHANGE_LIMITED):
             return logging.ERROR
         return logging.WARNING
 
@@ -48,7 +49,7 @@ def signal_name(signum: int) -> str:
 class SymbolStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"
-    SKIPPED = "skipped"  # never dispatched (deadline, signal, backend lost, held)
+    SKIPPED = "skipped"  # never dispatched (deadline, signal, backend lost, exchange quota, held)
     INTERRUPTED = "interrupted"  # still in flight when the shutdown grace ran out
 
 
@@ -63,6 +64,7 @@ EVENT_PARTIAL = "SyncPartial"
 EVENT_FAILED = "SyncFailed"
 EVENT_BACKEND = "BackendUnavailable"
 EVENT_SKIPPED = "SyncSkipped"
+EVENT_EXCHANGE_LIMITED = "ExchangeLimited"
 
 
 class EndReason(Enum):
@@ -80,6 +82,8 @@ class EndReason(Enum):
     BACKEND_UNAVAILABLE = ("backend_unavailable", ExitCode.BACKEND_UNAVAILABLE, EVENT_BACKEND)
     SYMBOLS_UNUSABLE = ("symbols_unusable", ExitCode.BACKEND_UNAVAILABLE, EVENT_BACKEND)
     BACKEND_LOST = ("backend_lost", ExitCode.BACKEND_UNAVAILABLE, EVENT_BACKEND)
+    # The exchange rate-limited or banned the backend: the pass stopped dispatching.
+    EXCHANGE_LIMITED = ("exchange_limited", ExitCode.EXCHANGE_LIMITED, EVENT_EXCHANGE_LIMITED)
     INTERRUPTED = ("interrupted", None, None)
     LOCK_HELD = ("lock_held", ExitCode.OK, EVENT_SKIPPED)
     LOCK_UNAVAILABLE = ("lock_unavailable", ExitCode.BACKEND_UNAVAILABLE, EVENT_FAILED)
@@ -106,7 +110,7 @@ class SymbolResult:
     symbol: str
     status: SymbolStatus
     new_records: int = 0
-    attempts: int = 0
+    attempts: int = 0  # failed attempts plus the last one; overload re-queues not counted
     duration: float = 0.0
     error: str | None = None
     # Flags on top of the four statuses (they must keep adding up to the symbol count):
@@ -116,6 +120,7 @@ class SymbolResult:
     last_record: str | None = None  # ISO 8601 UTC; None when its freshness is unknown
     lag_seconds: float | None = None
     stale: bool = False
+    requeued: int = 0  # calls the backend rejected for overload, re-queued without counting
 
 
 @dataclass
@@ -130,6 +135,8 @@ class PassReport:
     shard_count: int = 1
     results: list[SymbolResult] = field(default_factory=list)
     detail: str = ""  # one line for the end that has no symbol results (lock holder, crash)
+    concurrency_max: int = 0  # the most syncs in flight at once
+    concurrency_final: int = 0  # the concurrency limit when the pass ended
 
     @property
     def exit_code(self) -> ExitCode:
@@ -203,6 +210,7 @@ class PassReport:
             "reason": self.reason.word,
             "shard": {"index": self.shard_index, "count": self.shard_count},
             "totals": self.totals(),
+            "concurrency": {"max": self.concurrency_max, "final": self.concurrency_final},
             "symbols": [{**asdict(r), "status": str(r.status), "duration": round(r.duration, 3)} for r in self.results],
             **extra,
         }

@@ -52,6 +52,17 @@ positive_int = numeric(int, 1)
 concurrency = numeric(int, 1, maximum=MAX_CONCURRENCY)
 
 
+def concurrency_or_auto(text: str) -> int | str:
+    """The word auto (adaptive) or a fixed number of syncs in flight, 1..MAX_CONCURRENCY."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value: int = concurrency(text)
+    except ValueError as exc:
+        raise ValueError(f"debe ser auto o un número entero de 1 a {MAX_CONCURRENCY} ({exc})") from None
+    return value
+
+
 def http_url(text: str) -> str:
     url = text.strip().rstrip("/")
     parts = urlsplit(url)

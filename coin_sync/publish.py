@@ -30,6 +30,7 @@ END_MARKS = {
     EndReason.LOCK_UNAVAILABLE: " (NO EJECUTADA: sin cerrojo)",
     EndReason.CRASHED: " (ERROR INTERNO)",
     EndReason.BAD_CONFIG: " (CONFIGURACIÓN INVÁLIDA)",
+    EndReason.EXCHANGE_LIMITED: " (DETENIDA: cuota del exchange agotada)",
 }
 
 # The FIN line's words for PassReport.flag_counts.
@@ -74,7 +75,7 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
     log.log(
         report.exit_code.log_level,
         "FIN DE SINCRONIZACIÓN #%d%s - correctos: %d, fallidos: %d, omitidos: %d, interrumpidos: %d, "
-        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s), %s%s",
+        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s), %s, concurrencia: máx %d, final %d%s",
         report.pass_number,
         mark,
         t["ok"],
@@ -86,6 +87,8 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
         int(report.exit_code),
         report.reason.word,
         freshness_text(t),
+        report.concurrency_max,
+        report.concurrency_final,
         flags,
     )
     log.info("=" * 60)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import random
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
@@ -35,12 +35,24 @@ class RetryPolicy:
     def from_settings(cls, settings: RetrySettings) -> RetryPolicy:
         return cls(settings.max_retries, settings.delay_seconds, settings.max_delay_seconds)
 
+    def delays(self, rand: Callable[[], float] = random.random) -> Iterator[float]:
+        """The waits before retry 1, 2, 3... of one call: backoff.expo from first_delay,
+        jittered to 75-125 % (as backoff_delay), capped at max_delay."""
+        expo = backoff.expo(factor=self.first_delay, max_value=self.max_delay)
+        next(expo)  # backoff's generators start with a bare yield
+        for base in expo:
+            yield jittered(base, self.max_delay, rand())
+
     def delay(self, retry: int, error: BackendError, rand: float) -> float:
         """The wait before retry number `retry` (0-based) after `error`."""
-        delay = backoff_delay(retry, self.first_delay, self.max_delay, rand)
-        if error.retry_after is not None:
-            delay = max(delay, error.retry_after)
-        return min(delay, MAX_SINGLE_WAIT)  # the one clamp, after Retry-After
+        return honouring_retry_after(backoff_delay(retry, self.first_delay, self.max_delay, rand), error)
+
+
+def honouring_retry_after(wait: float, error: BackendError) -> float:
+    """`wait`, never shorter than the error's Retry-After; the one clamp comes after it."""
+    if error.retry_after is not None:
+        wait = max(wait, error.retry_after)
+    return min(wait, MAX_SINGLE_WAIT)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -63,7 +75,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 def backoff_delay(retry: int, first: float, cap: float, rand: float) -> float:
     """Delay before retry number `retry` (0-based): first * 2**retry, jittered to
     75-125 % so parallel workers do not retry in lockstep, capped at `cap`."""
-    base: float = first * (2 ** min(retry, 62))
+    return jittered(first * (2 ** min(retry, 62)), cap, rand)
+
+
+def jittered(base: float, cap: float, rand: float) -> float:
+    """`base` spread to 75-125 % by `rand` (0..1), then capped."""
     return min(cap, base * (0.75 + 0.5 * rand))
 
 

@@ -1,27 +1,30 @@
-"""One sync pass, composed: wait for a healthy backend, resolve the symbols, sync them
-in the pool, and return the report. Publishing the report is coin_sync.publish's job."""
+"""One sync pass, composed: wait for a healthy backend, resolve the symbols (coin_sync.plan),
+hold back the ambiguous ones (coin_sync.memory), sync the rest longest first in the pool
+(one attempt at a time: coin_sync.syncer), judge the freshness, and return the report.
+Publishing the report is coin_sync.publish's job."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from coin_sync.client import BackendClient, SyncAnswer
+from coin_sync.client import BackendClient
 from coin_sync.clock import Clock
 from coin_sync.config import Settings
 from coin_sync.errors import BackendError
-from coin_sync.freshness import assess
+from coin_sync.freshness import assess, parse_timestamp
 from coin_sync.health import wait_until_healthy
-from coin_sync.holds import Listing
+from coin_sync.limiter import INITIAL_LIMIT, make_limiter
 from coin_sync.memory import Memory, SymbolPlan
-from coin_sync.outcome import EndReason, PassReport, SymbolResult, SymbolStatus
-from coin_sync.pool import Pool
-from coin_sync.retry import RetriesExhausted, RetryPolicy, call_with_retries
+from coin_sync.ordering import longest_first
+from coin_sync.outcome import EndReason, PassReport, SymbolResult
+from coin_sync.plan import resolve_plan
+from coin_sync.pool import Limit, Pool
+from coin_sync.retry import RetryPolicy
 from coin_sync.state import MemoryStateStore, StateStore
 from coin_sync.stop import Interrupted, Stop
-from coin_sync.symbols import ListedSymbol, compose, listed_last_records, normalise_symbols, select_shard
+from coin_sync.syncer import SymbolSync
 
 
 @dataclass
@@ -74,19 +77,11 @@ def run_pass(ctx: PassContext) -> PassReport:
             memory = Memory(ctx, plan) if reason is None else None
         if reason is None:
             assert memory is not None
-            syncer = _SymbolSync(ctx, memory)
-            pool = Pool(
-                syncer.sync,
-                concurrency=s.sync.concurrency,
-                clock=clock,
-                stop=stop,
-                log=log,
-                started=started,
-                deadline_seconds=s.sync.deadline_seconds,
-                grace_seconds=s.sync.shutdown_grace_seconds,
-            )
-            log.info("Sincronizando %d símbolos (concurrencia %d)", len(memory.send), s.sync.concurrency)
-            results, reason = pool.run(memory.send)
+            pool, syncer = _pool(ctx, memory, started)
+            symbols = longest_first(memory.send, _known_last_records(plan, clock.wall()), clock.wall())
+            log.info("Sincronizando %d símbolos (concurrencia %s)", len(symbols), _shown_concurrency(s))
+            results, reason = pool.run(symbols)
+            report.concurrency_max, report.concurrency_final = pool.limiter.peak, pool.limiter.limit
             results = judge_freshness(ctx, results, syncer.last_records, plan.listed_last_records)
             report.results = results + memory.held_results()
             memory.finish(report.results)
@@ -99,6 +94,46 @@ def run_pass(ctx: PassContext) -> PassReport:
     report.duration = clock.now() - started
     report.finished_at = clock.wall().isoformat(timespec="seconds")
     return report
+
+
+def _shown_concurrency(s: Settings) -> str:
+    if isinstance(s.sync.concurrency, int):
+        return str(s.sync.concurrency)
+    return f"auto, de {min(INITIAL_LIMIT, s.sync.concurrency_max)} hasta {s.sync.concurrency_max}"
+
+
+def _pool(ctx: PassContext, memory: Memory, started: float) -> tuple[Pool, SymbolSync]:
+    """PASS_DEADLINE_SECONDS and PASS_BUDGET_SECONDS count from the start of the pass
+    (health wait included)."""
+    s = ctx.settings.sync
+    limits = []
+    if s.deadline_seconds > 0:
+        shown = f"Límite de la pasada ({s.deadline_seconds:.0f} s) alcanzado"
+        limits.append(Limit(started + s.deadline_seconds, shown))
+    budget_end = started + s.budget_seconds if s.budget_seconds > 0 else None
+    if budget_end is not None:
+        limits.append(Limit(budget_end, f"Presupuesto de la pasada ({s.budget_seconds:g} s) agotado"))
+    limiter = make_limiter(s.concurrency, s.concurrency_max, ctx.clock)
+    syncer = SymbolSync(ctx, memory, limiter, budget_end)
+    pool = Pool(
+        syncer.attempt,
+        syncer.abandon,
+        limiter=limiter,
+        clock=ctx.clock,
+        stop=ctx.stop,
+        log=ctx.log,
+        limits=tuple(limits),
+        grace_seconds=s.shutdown_grace_seconds,
+    )
+    return pool, syncer
+
+
+def _known_last_records(plan: SymbolPlan, now: datetime) -> dict[str, datetime | None]:
+    """For the order: each listed symbol's last_record (None when unusable); a symbol
+    the backend did not list is absent, a full backfill."""
+    if plan.listing is None:
+        return {}
+    return {name: parse_timestamp(raw, now)[0] for name, raw in plan.listed_last_records.items()}
 
 
 def judge_freshness(
@@ -139,117 +174,3 @@ def _prepare(ctx: PassContext) -> tuple[SymbolPlan, EndReason | None]:
         ctx.log.warning("No hay símbolos que sincronizar")
         return plan, EndReason.NOTHING_TO_SYNC
     return plan, None
-
-
-def resolve_symbols(ctx: PassContext) -> list[str] | None:
-    """This shard's symbols, normalised; None when the backend's list is unusable."""
-    plan = resolve_plan(ctx)
-    return None if plan is None else plan.symbols
-
-
-def resolve_plan(ctx: PassContext) -> SymbolPlan | None:
-    """SYMBOLS_TO_SYNC as given; else the backend's list plus SYMBOLS_INCLUDE minus
-    SYMBOLS_EXCLUDE. This shard's part; None when the backend's list is unusable."""
-    s, log = ctx.settings.sync, ctx.log
-    listing: Listing | None = None
-    rows: list[ListedSymbol] = []
-    unlisted: set[str] = set()
-    if s.symbols:
-        log.info("Símbolos de SYMBOLS_TO_SYNC: %d", len(s.symbols))
-        symbols = _normalised(log, s.symbols)
-        if s.include or s.exclude:
-            log.warning("SYMBOLS_TO_SYNC define exactamente los símbolos: se ignoran SYMBOLS_INCLUDE/SYMBOLS_EXCLUDE")
-    else:
-        try:
-            rows = call_with_retries(
-                ctx.client.list_symbols,
-                ctx.policy,
-                ctx.clock,
-                ctx.stop,
-                on_retry=lambda n, e, d: ctx.log_retry("/api/symbols", n, e, d),
-            ).value
-            listing = Listing.from_rows(rows)
-        except RetriesExhausted as exc:
-            log.error("No se pudo obtener la lista de símbolos tras %d intentos: %s", exc.attempts, exc.error)
-            return None
-        log.info("Símbolos en el backend: %d", len(listing.names))
-        listed = _normalised(log, listing.names)
-        include, exclude = _normalised(log, s.include), _normalised(log, s.exclude)
-        symbols = compose(listed, include, exclude)
-        unlisted = set(include) - set(listed) - set(exclude)
-        if include or exclude:
-            log.info(
-                "SYMBOLS_INCLUDE: %d (%d aún no están en el backend); SYMBOLS_EXCLUDE: %d",
-                len(include),
-                len(unlisted),
-                len(exclude),
-            )
-    mine = select_shard(symbols, s.shard_index, s.shard_count)
-    if s.shard_count > 1:
-        log.info("Fragmento %d de %d: %d de %d símbolos", s.shard_index, s.shard_count, len(mine), len(symbols))
-    return SymbolPlan(mine, listing, unlisted & set(mine), listed_last_records(rows))
-
-
-def _normalised(log: logging.Logger, raw: Iterable[str]) -> list[str]:
-    symbols, rejected = normalise_symbols(raw)
-    for bad in rejected:
-        log.warning("Símbolo inválido ignorado: %s (%s)", bad.shown, bad.reason)
-    return symbols
-
-
-class _SymbolSync:
-    """One symbol, with retries; after a backend-side failure, one /health probe."""
-
-    def __init__(self, ctx: PassContext, memory: Memory) -> None:
-        self._ctx = ctx
-        self._memory = memory
-        self._health_lock = threading.Lock()
-        self.last_records: dict[str, object] = {}  # raw statistics.last_record by symbol
-
-    def _send(self, symbol: str) -> SyncAnswer:
-        self._memory.sending(symbol)
-        return self._ctx.client.sync(symbol)
-
-    def sync(self, symbol: str) -> SymbolResult:
-        ctx = self._ctx
-        began = ctx.clock.now()
-        try:
-            outcome = call_with_retries(
-                lambda: self._send(symbol),
-                ctx.policy,
-                ctx.clock,
-                ctx.stop,
-                on_retry=lambda n, e, d: ctx.log_retry(symbol, n, e, d),
-            )
-        except RetriesExhausted as exc:
-            took = ctx.clock.now() - began
-            error = exc.error
-            if error.may_still_run:
-                self._memory.ambiguous(symbol)
-            if error.exchange is not None and error.rejected_by_exchange:
-                ctx.log.error(
-                    "✗ %s rechazado por el exchange (%s): no se reintenta; corrige el nombre o usa SYMBOLS_EXCLUDE",
-                    symbol,
-                    error.exchange.reason,
-                )
-                return SymbolResult(symbol, SymbolStatus.FAILED, 0, exc.attempts, took, str(error), rejected=True)
-            note = " (reintentos cancelados)" if exc.cancelled else ""
-            ctx.log.error("✗ %s falló tras %d intento(s)%s: %s", symbol, exc.attempts, note, exc.error)
-            if exc.error.means_backend_down and not exc.cancelled:
-                self._check_backend_still_there()
-            return SymbolResult(symbol, SymbolStatus.FAILED, 0, exc.attempts, took, str(exc.error))
-        took = ctx.clock.now() - began
-        answer = outcome.value
-        self.last_records[symbol] = answer.last_record  # one key per symbol: no lock needed
-        ctx.log.info("✓ %s sincronizado: %d nuevos registros", symbol, answer.new_records)
-        return SymbolResult(symbol, SymbolStatus.OK, answer.new_records, outcome.attempts, took)
-
-    def _check_backend_still_there(self) -> None:
-        """A dead backend costs one symbol's retries, not every symbol's."""
-        with self._health_lock:
-            if self._ctx.stop.is_set():
-                return
-            healthy, why = self._ctx.client.health()
-            if not healthy:
-                self._ctx.stop.request(EndReason.BACKEND_LOST)
-                self._ctx.log.error("El backend dejó de responder (%s): se detiene la pasada", why)

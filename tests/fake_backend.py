@@ -20,9 +20,12 @@ Wrapping:    python tests/fake_backend.py --symbols 50 -- .venv/bin/coin-sync
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
+import math
 import os
+import random
 import shlex
 import signal
 import socket
@@ -142,6 +145,67 @@ def bad_json(*, delay: float = 0.0) -> Answer:
 
 def wrong_json(payload: Any = None, *, delay: float = 0.0) -> Answer:
     return _raw(200, {"unexpected": 1} if payload is None else payload, delay)
+
+
+@dataclass(frozen=True)
+class Load:
+    """How the backend behaves under load (all off by default).
+
+    capacity: beyond this many syncs in flight, answer 500 at once (a saturated backend).
+    lognormal: (median, p99) seconds added to each sync, drawn from `seed`.
+    quota: (K, seconds): once more than K syncs started in the last `seconds`, answer 500
+    with the exchange's relayed 429 text, as the real backend does when Binance
+    rate-limits it.
+    """
+
+    capacity: int | None = None
+    lognormal: tuple[float, float] | None = None
+    seed: int = 0
+    quota: tuple[int, float] | None = None
+
+
+QUOTA_MESSAGE = "429, message='Too Many Requests', url=URL('https://api.binance.com/api/v3/klines')"
+SATURATED_MESSAGE = "backend saturado: demasiadas sincronizaciones a la vez"
+
+
+class _Pressure:
+    """What Load needs to remember; the counts tests and benchmarks read."""
+
+    def __init__(self, load: Load) -> None:
+        self.load = load
+        self._lock = threading.Lock()
+        self._random = random.Random(load.seed)
+        self._starts: collections.deque[float] = collections.deque()
+        self.rejected = 0  # answers refused for capacity
+        self.quota_answers: list[float] = []  # monotonic times of the quota 500s
+
+    def latency(self) -> float:
+        if self.load.lognormal is None:
+            return 0.0
+        median, p99 = self.load.lognormal
+        with self._lock:
+            return self._random.lognormvariate(math.log(median), math.log(p99 / median) / 2.326)
+
+    def refuse(self, in_flight: int) -> Reply | None:
+        """A 500 when this sync is past the capacity or the quota; else None."""
+        now = time.monotonic()
+        with self._lock:
+            if self.load.capacity is not None and in_flight > self.load.capacity:
+                self.rejected += 1
+                return _reply500(SATURATED_MESSAGE)
+            if self.load.quota is not None:
+                limit, window = self.load.quota
+                self._starts.append(now)
+                while self._starts and self._starts[0] < now - window:
+                    self._starts.popleft()
+                if len(self._starts) > limit:
+                    self.quota_answers.append(now)
+                    return _reply500(QUOTA_MESSAGE)
+        return None
+
+
+def _reply500(message: str) -> Reply:
+    return 500, json.dumps({"error": True, "message": message}).encode(), JSON, ()
 
 
 @dataclass
@@ -268,7 +332,8 @@ class FakeBackend:
     def __init__(self, symbols: int | list[str] = 3, *, latency: float = 0.0,
                  host: str = "127.0.0.1", port: int = 0, symbols_shape: str = "objects",
                  clock: Callable[[], datetime] | None = None, frozen: Iterable[str] = (),
-                 lags: dict[str, float] | None = None, behind: dict[str, float] | None = None) -> None:
+                 lags: dict[str, float] | None = None, behind: dict[str, float] | None = None,
+                 load: Load | None = None) -> None:
         self.symbols: list[str] = generate_symbols(symbols) if isinstance(symbols, int) else list(symbols)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.lags: dict[str, float] = dict(lags or {})  # seconds behind the newest complete minute
@@ -302,6 +367,7 @@ class FakeBackend:
         self.connections_opened = 0  # TCP connections accepted: proves clients keep them alive
         for symbol in frozen:
             self.freeze(symbol)
+        self.pressure = _Pressure(load or Load())  # rejected / quota_answers: what load refused
 
     @property
     def url(self) -> str:
@@ -470,13 +536,17 @@ class FakeBackend:
             answer = _next(self._scripts.get(symbol)) or Answer()
             backfill = self._backfills.get(symbol, 0.0)
             self._in_flight += 1
+            in_flight = self._in_flight
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             mine = self._in_flight_by_symbol[symbol] = self._in_flight_by_symbol.get(symbol, 0) + 1
             if mine > self.in_flight_by_symbol_peak.get(symbol, 0):
                 self.in_flight_by_symbol_peak[symbol] = mine
         try:
             self._gate.wait(GATE_LIMIT)
-            wait = self.latency + answer.delay + backfill
+            refused = self.pressure.refuse(in_flight)
+            if refused is not None:
+                return refused
+            wait = self.latency + answer.delay + backfill + self.pressure.latency()
             if wait > 0:
                 time.sleep(wait)
             if answer.kind != "ok":

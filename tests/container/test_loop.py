@@ -145,8 +145,11 @@ def test_passes_start_an_interval_apart_start_to_start_and_are_numbered(loop_log
 
     assert loop.run(log) == 0
     assert loop.starts == [0.0, 1.0, 2.0, 3.0]
-    # Each pass gets exactly the given environment plus its number.
-    assert [c.env for c in loop.children] == [{"MARK": "given", "SYNC_PASS_NUMBER": str(n)} for n in (1, 2, 3, 4)]
+    # Each pass gets exactly the given environment plus its number and, with no
+    # PASS_BUDGET_SECONDS set, a budget of 5/6 of the interval.
+    assert [c.env for c in loop.children] == [
+        {"MARK": "given", "PASS_BUDGET_SECONDS": "0.833", "SYNC_PASS_NUMBER": str(n)} for n in (1, 2, 3, 4)
+    ]
     assert loop.children[3].received == [(3.5, TERM)]
     assert loop.clock.now() == 3.5  # it exited at once, so the loop ended at once
     assert records.messages()[0] == (
@@ -161,6 +164,14 @@ def test_passes_start_an_interval_apart_start_to_start_and_are_numbered(loop_log
     assert "Pasada #4 terminada con código 143 en 0.5 s" in info  # a signal we forwarded: INFO
     assert info[-1] == "Bucle detenido tras 4 pasada(s)"
     assert "Pasada #1 iniciada (pid 10001)" in records.messages(logging.DEBUG)
+
+
+def test_a_budget_set_in_the_settings_is_left_to_them(loop_log: LoopLog) -> None:
+    log, _ = loop_log
+    loop = Loop({1: Plan(runs=30, signals=((0.5, TERM),))})
+    loop.settings = settings_from({"SYNC_INTERVAL_SECONDS": 1.0, "PASS_BUDGET_SECONDS": 30.0})
+    assert loop.run(log) == 0
+    assert "PASS_BUDGET_SECONDS" not in loop.children[0].env  # the pass reads it where the loop did
 
 
 def test_an_overrun_is_followed_at_once_and_missed_ticks_are_dropped(loop_log: LoopLog) -> None:

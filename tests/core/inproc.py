@@ -83,7 +83,7 @@ def run_pass_inproc(
     log.propagate = False
     log.setLevel(logging.DEBUG)
     log.addHandler(collect)
-    client = make_client(settings.backend, settings.sync.concurrency)
+    client = make_client(settings.backend, settings.sync.max_in_flight)
     if sync_cost:
         client = CostlyClient(client, clock, sync_cost)
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from coin_sync.config import FIELDS
-from fake_backend import FakeBackend, error500
+from fake_backend import FakeBackend, bad_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,7 +58,7 @@ def test_malformed_yaml_and_unknown_key(run_cli, tmp_path: Path) -> None:  # typ
 
 
 def test_flags_before_or_after_the_command(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
-    fake_backend.script("BTCUSDT", error500("x"))
+    fake_backend.script("BTCUSDT", bad_json())
     for args in (("--max-retries", "1", "run"), ("run", "--max-retries", "1"), ("--max-retries", "1")):
         fake_backend.reset_records()
         assert run_cli(*args, BACKEND_URL=fake_backend.url).code == 1

@@ -64,7 +64,18 @@ def test_an_invalid_symbol_costs_one_call_and_one_error_line(run_pass) -> None: 
     assert "rejected=1" in run.report.one_line()
 
 
-@pytest.mark.parametrize("kind", ["rate_limited", "banned", "server_error", "bad_gateway", "gateway_timeout"])
+@pytest.mark.parametrize("kind", ["rate_limited", "banned"])
+def test_the_exchange_quota_halts_the_pass_and_rejects_nothing(run_pass, kind: str) -> None:  # type: ignore[no-untyped-def]
+    # Retrying would keep a ban alive: the pass stops (exit 4), nothing counts as rejected.
+    with FakeBackend(symbols=1) as backend:
+        backend.script("BTCUSDT", exchange_error(kind), ok(3))
+        run = run_pass(BACKEND_URL=backend.url)
+    assert (run.code, run.summary["reason"]) == (4, "exchange_limited")
+    assert len(backend.sync_calls("BTCUSDT")) == 1
+    assert run.summary["totals"]["rejected"] == 0
+
+
+@pytest.mark.parametrize("kind", ["server_error", "bad_gateway", "gateway_timeout"])
 def test_other_exchange_errors_stay_retryable(run_pass, kind: str) -> None:  # type: ignore[no-untyped-def]
     with FakeBackend(symbols=1) as backend:
         backend.script("BTCUSDT", exchange_error(kind), ok(3))

@@ -42,7 +42,7 @@ def test_a_frozen_symbol_is_stale_with_its_lag_and_a_current_one_is_not(run_pass
     assert warning.startswith("- WARNING - ⚠ ETHUSDT desactualizado: último registro 2026-01-01T00:15:00+00:00")
     assert "10.7 min de retraso" in warning
     (fin,) = run.lines("FIN DE SINCRONIZACIÓN")
-    assert fin.endswith("código de salida: 0 (ok), desactualizados: 1, retraso máximo: 640 s")
+    assert "código de salida: 0 (ok), desactualizados: 1, retraso máximo: 640 s, concurrencia:" in fin
     assert "stale=1 max_lag=640s" in run.report.one_line()
 
 
@@ -89,7 +89,7 @@ def test_bad_timestamps_never_crash_a_pass(run_pass, kind: str) -> None:  # type
     assert warning.startswith("- WARNING - ⚠ ETHUSDT: frescura desconocida (") and "last_record" in warning
     assert run.summary["totals"]["freshness_unknown"] == 1
     (fin,) = run.lines("FIN DE SINCRONIZACIÓN")
-    assert fin.endswith("desactualizados: 0, retraso máximo: 40 s (frescura desconocida de 1 símbolo)")
+    assert "desactualizados: 0, retraso máximo: 40 s (frescura desconocida de 1 símbolo), concurrencia:" in fin
 
 
 def test_unknown_without_a_source_is_silent(fake_backend: FakeBackend, run_pass) -> None:  # type: ignore[no-untyped-def]
@@ -98,7 +98,7 @@ def test_unknown_without_a_source_is_silent(fake_backend: FakeBackend, run_pass)
     run = run_pass(BACKEND_URL=fake_backend.url, SYMBOLS_TO_SYNC="NEWCOINUSDT")
     assert run.code == 0 and not run.lines("⚠")
     (fin,) = run.lines("FIN DE SINCRONIZACIÓN")
-    assert fin.endswith("desactualizados: 0, retraso máximo: desconocido")
+    assert "desactualizados: 0, retraso máximo: desconocido, concurrencia:" in fin
     assert run.summary["totals"]["max_lag_seconds"] is None
 
 

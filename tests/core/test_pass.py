@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from coin_sync.attempt import OVERLOAD_REQUEUES
 from fake_backend import FakeBackend, bad_json, error400, error500, hang, ok, rate_limited, status, wrong_json
 
 
@@ -61,15 +62,20 @@ def test_transient_errors_are_retried_then_succeed(fake_backend: FakeBackend, ru
     assert len(fake_backend.sync_calls("ETHUSDT")) == 3
     assert run.lines("HTTP 500: Binance rate limit")
     assert run.lines("✓ BTCUSDT sincronizado: 4 nuevos registros")
-    attempts = {s["symbol"]: s["attempts"] for s in run.summary["symbols"]}
-    assert attempts["BTCUSDT"] == 4 and attempts["ETHUSDT"] == 3
+    # 500/502/503 are overload: re-queued, not failed attempts; bad bodies are attempts.
+    counts = {s["symbol"]: (s["attempts"], s["requeued"]) for s in run.summary["symbols"]}
+    assert counts["BTCUSDT"] == (1, 3) and counts["ETHUSDT"] == (3, 0)
+    assert len(run.lines("BTCUSDT: el backend no admite más carga")) == 3
+    assert not run.lines("↻ BTCUSDT")
 
 
 def test_retries_stop_at_max_retries(fake_backend: FakeBackend, run_pass) -> None:  # type: ignore[no-untyped-def]
     fake_backend.script("BTCUSDT", error500("down"))
     run = run_pass(BACKEND_URL=fake_backend.url, MAX_RETRIES="2")
     assert run.code == 1
-    assert len(fake_backend.sync_calls("BTCUSDT")) == 3
+    # A 500 is overload first (re-queued, bounded), then counted attempts: it still ends.
+    assert len(fake_backend.sync_calls("BTCUSDT")) == OVERLOAD_REQUEUES + 3
+    assert len(run.lines("↻ BTCUSDT: intento")) == 2
     (line,) = run.lines("✗ BTCUSDT")
     assert " ERROR " in line and "3 intento" in line and "HTTP 500: down" in line
     assert len(run_pass(BACKEND_URL=fake_backend.url, MAX_RETRIES="0").lines("✗ BTCUSDT falló tras 1 intento")) == 1
@@ -140,7 +146,7 @@ def test_absurd_retry_after_cannot_hang_the_pass(fake_backend: FakeBackend, run_
     fake_backend.script("BTCUSDT", rate_limited("99999999999999999999"))
     run = run_pass(BACKEND_URL=fake_backend.url, PASS_DEADLINE_SECONDS="1")
     assert run.code == 1
-    assert run.clock.sleeps and max(run.clock.sleeps) == 3600  # one wait is clamped to an hour
+    assert run.lines("vuelve a la cola en 3600.00 s")  # one wait is clamped to an hour
 
 
 def test_backend_never_healthy_exits_3(fake_backend: FakeBackend, run_pass) -> None:  # type: ignore[no-untyped-def]

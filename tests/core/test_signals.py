@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_backend import FakeBackend, error500, hang
+from fake_backend import FakeBackend, bad_json, hang
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -101,7 +101,7 @@ def test_signal_during_health_wait_exits_at_once(base_env: dict[str, str]) -> No
 
 def test_signal_cuts_a_retry_wait_short(base_env: dict[str, str]) -> None:
     with FakeBackend(symbols=1) as backend:
-        backend.script("BTCUSDT", error500("x"))
+        backend.script("BTCUSDT", bad_json())  # a counted failure: overload would re-queue at once
         proc = _start(
             {**base_env, "BACKEND_URL": backend.url, "RETRY_DELAY_SECONDS": "30", "RETRY_MAX_DELAY_SECONDS": "30"}
         )

@@ -1,0 +1,119 @@
+"""One attempt at one symbol, and what follows from its answer (coin_sync.attempt): the
+result, a re-queue, a retry, or a halt; after a backend-side failure, one /health probe.
+What the pass must remember of each attempt (when it was sent, whether its answer was
+ambiguous, the last_record it reported) goes to Memory and to `last_records`."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from coin_sync.attempt import Action, Job, decide, limiter_signal
+from coin_sync.errors import BackendError, ErrorKind
+from coin_sync.limiter import Limiter, Signal
+from coin_sync.memory import Memory
+from coin_sync.outcome import EndReason, SymbolResult, SymbolStatus
+from coin_sync.pool import Verdict
+
+if TYPE_CHECKING:
+    from coin_sync.runner import PassContext
+
+
+class SymbolSync:
+    def __init__(self, ctx: PassContext, memory: Memory, limiter: Limiter, budget_end: float | None) -> None:
+        self._ctx = ctx
+        self._memory = memory
+        self._limiter = limiter
+        self._budget_end = budget_end
+        self._policy = ctx.policy
+        self._health_lock = threading.Lock()
+        self.last_records: dict[str, object] = {}  # raw statistics.last_record by symbol
+
+    def attempt(self, job: Job) -> Verdict:
+        ctx = self._ctx
+        if job.began is None:
+            job.began = ctx.clock.now()
+        job.calls += 1
+        self._memory.sending(job.symbol)
+        try:
+            answer = ctx.client.sync(job.symbol)
+        except BackendError as error:
+            job.error = error
+            if error.may_still_run:
+                self._memory.ambiguous(job.symbol)
+            return self._failed(job, error)
+        self.last_records[job.symbol] = answer.last_record  # one key per symbol: no lock needed
+        ctx.log.info("✓ %s sincronizado: %d nuevos registros", job.symbol, answer.new_records)
+        return Verdict(Signal.OK, self._result(job, SymbolStatus.OK, answer.new_records))
+
+    def _failed(self, job: Job, error: BackendError) -> Verdict:
+        ctx, signal = self._ctx, limiter_signal(error)
+        decision = decide(
+            error,
+            job,
+            self._policy,
+            now=ctx.clock.now(),
+            budget_end=self._budget_end,
+            latency=self._limiter.latency(),
+        )
+        if decision.action is Action.HALT:
+            return Verdict(signal, self._result(job, SymbolStatus.SKIPPED, error=decision.reason), halt=decision.reason)
+        if decision.action is Action.REQUEUE:
+            job.requeues += 1
+            ctx.log.info(
+                "⇄ %s: el backend no admite más carga (%s); vuelve a la cola en %.2f s (no cuenta como intento)",
+                job.symbol,
+                error,
+                decision.wait,
+            )
+            return Verdict(signal, again_in=decision.wait)
+        if error.exchange is not None and error.rejected_by_exchange:
+            ctx.log.error(
+                "✗ %s rechazado por el exchange (%s): no se reintenta; corrige el nombre o usa SYMBOLS_EXCLUDE",
+                job.symbol,
+                error.exchange.reason,
+            )
+            return Verdict(signal, self._result(job, SymbolStatus.FAILED, error=str(error), rejected=True))
+        # Unreachable: ask /health now, or every queued symbol would fail the same way
+        # in turn. A backend that answered (5xx) is asked once its symbol is out of tries.
+        if error.means_backend_down and (error.kind is ErrorKind.CONNECTION or decision.action is Action.FAIL):
+            self._check_backend_still_there()
+        if decision.action is Action.RETRY and not ctx.stop.is_set():
+            ctx.log_retry(job.symbol, job.attempts, error, decision.wait)
+            return Verdict(signal, again_in=decision.wait)
+        note = decision.note or (" (reintentos cancelados)" if decision.action is Action.RETRY else "")
+        return Verdict(signal, self._fail(job, error, note))
+
+    def abandon(self, job: Job, halted: str | None) -> SymbolResult:
+        """Still queued when the pass stopped: skipped, or failed if it had failed."""
+        if job.error is not None and job.failed_attempts:
+            return self._fail(job, job.error, " (reintentos cancelados)")
+        return self._result(job, SymbolStatus.SKIPPED, error=halted)
+
+    def _fail(self, job: Job, error: BackendError, note: str) -> SymbolResult:
+        self._ctx.log.error("✗ %s falló tras %d intento(s)%s: %s", job.symbol, job.attempts, note, error)
+        return self._result(job, SymbolStatus.FAILED, error=str(error) + note)
+
+    def _result(
+        self,
+        job: Job,
+        status: SymbolStatus,
+        new_records: int = 0,
+        error: str | None = None,
+        *,
+        rejected: bool = False,
+    ) -> SymbolResult:
+        took = 0.0 if job.began is None else self._ctx.clock.now() - job.began
+        return SymbolResult(
+            job.symbol, status, new_records, job.attempts, took, error, rejected=rejected, requeued=job.requeues
+        )
+
+    def _check_backend_still_there(self) -> None:
+        """A dead backend costs one symbol's attempt, not every symbol's retries."""
+        with self._health_lock:
+            if self._ctx.stop.is_set():
+                return
+            healthy, why = self._ctx.client.health()
+            if not healthy:
+                self._ctx.stop.request(EndReason.BACKEND_LOST)
+                self._ctx.log.error("El backend dejó de responder (%s): se detiene la pasada", why)

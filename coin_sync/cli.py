@@ -36,6 +36,7 @@ EXIT_CODES_HELP = """códigos de salida:
   1    uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS o PASS_BUDGET_SECONDS
        (con FAIL_ON_STALE=true, también si alguno quedó desactualizado)
   2    configuración o uso incorrectos
+       (en 'loop', también si no puede servir /metrics en METRICS_PORT: puerto ocupado)
   3    backend no disponible (nunca sano, lista de símbolos inutilizable o caído a mitad de pasada)
   4    el exchange limitó o bloqueó al backend (429/418): pasada detenida, el resto omitido
   130  interrumpido por SIGINT

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from coin_sync import parsing as p
-from coin_sync.sources import ConfigError, env_layer, yaml_layer
+from coin_sync.sources import ConfigError, env_layer, secret_or_file, yaml_layer
 
 __all__ = ["FIELDS", "ConfigError", "Settings", "load_settings", "setting_names"]
 
@@ -198,6 +198,8 @@ class MetricsSettings:
         "escribe las métricas en ese fichero .prom para el textfile collector de node_exporter",
         None,
     )
+    port: int | None = setting("METRICS_PORT", p.port, "solo para 'loop': sirve /metrics en ese puerto", None)
+    address: str = setting("METRICS_ADDRESS", p.host, "solo para 'loop': dirección de METRICS_PORT", "0.0.0.0")
 
     @property
     def enabled(self) -> bool:
@@ -330,11 +332,7 @@ def _validated(settings: Settings) -> Settings:
         raise ConfigError(
             f"SHARD_INDEX: valor inválido {sync.shard_index}: debe ser menor que SHARD_COUNT ({sync.shard_count})"
         )
-    if backend.token and backend.token_file:
-        raise ConfigError("BACKEND_TOKEN_FILE: no se puede usar junto con BACKEND_TOKEN")
-    if backend.token_file is not None:
-        backend = replace(backend, token=_read_secret(backend.token_file, "BACKEND_TOKEN_FILE"))
-        settings = replace(settings, backend=backend)
+    backend = replace(backend, token=secret_or_file(backend.token, backend.token_file, "BACKEND_TOKEN"))
     token = backend.token
     if token and not all("!" <= c <= "~" for c in token):
         # It travels in an HTTP header: visible ASCII only (no spaces, newlines or
@@ -347,6 +345,7 @@ def _validated(settings: Settings) -> Settings:
     sync = replace(sync, ambiguous_hold_seconds=2 * backend.http_timeout if hold is None else hold)
     return replace(
         settings,
+        backend=backend,
         sync=sync,
         log=replace(log, lock_file=lock, state_file=state),
         metrics=_validated_metrics(settings.metrics),
@@ -354,10 +353,8 @@ def _validated(settings: Settings) -> Settings:
 
 
 def _validated_metrics(metrics: MetricsSettings) -> MetricsSettings:
-    if metrics.password and metrics.password_file:
-        raise ConfigError("METRICS_PUSHGATEWAY_PASSWORD_FILE: no se puede usar junto con METRICS_PUSHGATEWAY_PASSWORD")
-    if metrics.password_file is not None:
-        metrics = replace(metrics, password=_read_secret(metrics.password_file, "METRICS_PUSHGATEWAY_PASSWORD_FILE"))
+    password = secret_or_file(metrics.password, metrics.password_file, "METRICS_PUSHGATEWAY_PASSWORD")
+    metrics = replace(metrics, password=password)
     if (metrics.username is None) != (metrics.password is None):
         raise ConfigError("METRICS_PUSHGATEWAY_USERNAME: la autenticación básica necesita usuario y contraseña")
     if metrics.username is not None and metrics.pushgateway_url is None:
@@ -368,14 +365,3 @@ def _validated_metrics(metrics: MetricsSettings) -> MetricsSettings:
         # node_exporter's textfile collector reads *.prom only.
         raise ConfigError(f"METRICS_TEXTFILE: valor inválido {str(metrics.textfile)!r}: debe terminar en .prom")
     return metrics
-
-
-def _read_secret(path: Path, name: str) -> str:
-    try:
-        from_file = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "no es texto UTF-8"
-        raise ConfigError(f"{name}: no se puede leer {str(path)!r}: {reason}") from None
-    if not from_file:
-        raise ConfigError(f"{name}: {str(path)!r} está vacío")
-    return from_file

@@ -50,6 +50,7 @@ positive = numeric(float, 0, exclusive=True)
 non_negative_int = numeric(int, 0)
 positive_int = numeric(int, 1)
 concurrency = numeric(int, 1, maximum=MAX_CONCURRENCY)
+port = numeric(int, 1, maximum=65535)
 
 
 def concurrency_or_auto(text: str) -> int | str:
@@ -73,6 +74,14 @@ def http_url(text: str) -> str:
     except ValueError:
         raise ValueError("tiene un puerto inválido") from None
     return url
+
+
+def host(raw: str) -> str:
+    """A host name or IP address to listen on (0.0.0.0, ::, 127.0.0.1, localhost...)."""
+    value = raw.strip()
+    if not value or value.count(":") == 1 or any(c.isspace() or c in "/[]@" for c in value):
+        raise ValueError("debe ser un nombre de host o una dirección IP, sin puerto ni corchetes")
+    return value
 
 
 def choice(*options: str, upper: bool = False) -> Callable[[str], str]:

@@ -1,7 +1,8 @@
-"""Where the raw texts of the settings come from: a YAML file and the environment.
+"""Where the raw texts of the settings come from: a YAML file, the environment and the
+files of the `*_FILE` secrets.
 
-coin_sync.config parses and validates them; both raise ConfigError, whose message is
-one Spanish line naming the setting.
+coin_sync.config parses and validates them; all of these raise ConfigError, whose
+message is one Spanish line naming the setting.
 """
 
 from __future__ import annotations
@@ -59,3 +60,23 @@ def env_layer(environ: Mapping[str, str], names: Iterable[str]) -> dict[str, str
         # Set by Kubernetes in every pod of an Indexed Job.
         layer["SHARD_INDEX"] = environ["JOB_COMPLETION_INDEX"]
     return layer
+
+
+def secret_or_file(value: str | None, path: Path | None, name: str) -> str | None:
+    """A secret given either as `name` or in the file `name`_FILE (a mounted Secret),
+    never both: the file's text, stripped and not empty, else the value."""
+    if value and path is not None:
+        raise ConfigError(f"{name}_FILE: no se puede usar junto con {name}")
+    return value if path is None else read_secret(path, f"{name}_FILE")
+
+
+def read_secret(path: Path, name: str) -> str:
+    """The text of a `*_FILE` setting's file (a mounted Secret), stripped; never empty."""
+    try:
+        from_file = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "no es texto UTF-8"
+        raise ConfigError(f"{name}: no se puede leer {str(path)!r}: {reason}") from None
+    if not from_file:
+        raise ConfigError(f"{name}: {str(path)!r} está vacío")
+    return from_file

@@ -26,6 +26,8 @@ from typing import Any
 
 import pytest
 
+from fake_backend import FakeBackend
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # ../shared sits beside the repository in CI and on the developers' machines; its
 # schemas are read from there, never copied in.
@@ -241,6 +243,31 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:
 
 
 # --- processes ------------------------------------------------------------------------
+
+
+def loop_env(backend: FakeBackend, tmp_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of a real `coin-sync loop` against `backend`: a pass a second."""
+    from coin_sync.config import setting_names
+
+    # Nothing of the caller's coin-sync settings (a CI runner may export BACKEND_URL...).
+    env = {k: v for k, v in os.environ.items() if k not in setting_names() and k != "CONFIG_FILE"}
+    env.update(
+        BACKEND_URL=backend.url,
+        SYNC_INTERVAL_SECONDS="1",
+        LOG_DIR=str(tmp_path / "logs"),
+        LOG_FORMAT="json",  # times to the millisecond, by the process that logs
+        BACKEND_WAIT_SECONDS="2",
+        RETRY_DELAY_SECONDS="0",
+        K8S_INTEGRATION="off",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(settings)
+    return env
+
+
+def start_loop(env: dict[str, str]) -> LineProcess:
+    """`python -m coin_sync loop`, its output kept line by line."""
+    return LineProcess([sys.executable, "-m", "coin_sync", "loop"], env=env, cwd=REPO_ROOT)
 
 
 class LineProcess:

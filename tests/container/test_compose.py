@@ -145,6 +145,18 @@ def test_environment_is_the_seeds_overridable_with_the_programs_defaults() -> No
     assert (overridden["SYNC_INTERVAL_SECONDS"], overridden["SYMBOLS_TO_SYNC"]) == ("5", "BTCUSDT")
 
 
+def test_the_loops_metrics_port_is_off_by_default_and_exposed_when_set() -> None:
+    svc = SERVICES["coin_sync"]
+    assert load_settings({}, interpolate(svc["environment"], {})).metrics.port is None
+    on = {"METRICS_PORT": "9100"}
+    assert load_settings({}, interpolate(svc["environment"], on)).metrics.port == 9100
+    # The port a scraper on the compose network finds is the one the loop listens on;
+    # METRICS_ADDRESS keeps its default, all interfaces, or nothing outside could reach it.
+    assert interpolate(svc["expose"], on) == ["9100"] and interpolate(svc["expose"], {}) == ["9464"]
+    assert "METRICS_ADDRESS" not in svc["environment"] and Settings().metrics.address == "0.0.0.0"
+    assert "ports" not in svc  # a fixed host port could clash and stop `up`
+
+
 def _seconds(duration: str) -> float:
     units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
     parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)

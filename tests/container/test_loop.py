@@ -4,24 +4,31 @@ The fake children (FakeChild) run on a VirtualClock: each exits when its plan sa
 virtual seconds, and "signals" reach the loop through a SignalStop at exact virtual
 times, so every start, forward and kill is asserted to the exact virtual second in no
 real time at all. What needs the OS (Popen, real signals through Stop.listen(), SIGKILL,
-the loop outside the main thread) is in test_loop_processes.py and test_loop_e2e.py.
+the loop outside the main thread) is in test_loop_processes.py and test_loop_e2e.py;
+/metrics served over HTTP by the real loop, in tests/metrics/test_loop_metrics.py.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import subprocess
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from container_support import ListHandler
 
 from coin_sync.config import settings_from
 from coin_sync.loop import KILL_MARGIN_SECONDS, run_loop
+from coin_sync.metrics import LoopMetrics
+from coin_sync.outcome import PassReport
 from coin_sync.stop import Stop
+from prom_tools import samples
 from virtual_clock import VirtualClock
 
 TERM, INT, KILL = signal.SIGTERM, signal.SIGINT, signal.SIGKILL
@@ -50,14 +57,31 @@ class FakeChild:
         self.returncode: int | None = None
         self.started = clock.now()
         self.received: list[tuple[float, int]] = []  # (virtual time, signal), SIGKILL included
+        summary_file = env.get("SUMMARY_FILE")
+        self.summary_file = Path(summary_file) if summary_file else None
+        self.found_a_summary = self.summary_file is not None and self.summary_file.exists()
         self._cond = threading.Condition()
         clock.after(plan.runs, lambda: self._exit(plan.code))
 
     def _exit(self, code: int) -> None:
         with self._cond:
             if self.returncode is None:
+                if self.summary_file is not None and code >= 0:  # SIGKILL leaves none, as a real pass
+                    self._write_summary(self.summary_file, code)
                 self.returncode = code
                 self._cond.notify_all()
+
+    def _write_summary(self, path: Path, code: int) -> None:
+        """What a real pass writes to its SUMMARY_FILE (no symbols), its times virtual."""
+        report = PassReport(
+            self.number, started_at="2026-01-01T00:00:00+00:00", duration=self.clock.now() - self.started
+        )
+        summary: dict[str, Any] = {
+            **report.to_dict(),
+            "exit_code": code,
+            "finished_at": f"2026-01-01T00:00:0{self.number}+00:00",
+        }
+        path.write_text(json.dumps(summary), encoding="utf-8")
 
     def poll(self) -> int | None:
         return self.returncode
@@ -102,9 +126,11 @@ class SignalStop(Stop):
 class Loop:
     """run_loop on a VirtualClock with FakeChild passes; plans by pass number."""
 
-    def __init__(self, plans: Mapping[int, Plan] | None = None, *, interval: float = 1.0, grace: float = 2.0) -> None:
+    def __init__(
+        self, plans: Mapping[int, Plan] | None = None, *, interval: float = 1.0, grace: float = 2.0, **settings: Any
+    ) -> None:
         self.plans = dict(plans or {})
-        self.settings = settings_from({"SYNC_INTERVAL_SECONDS": interval, "SHUTDOWN_GRACE_SECONDS": grace})
+        self.settings = settings_from({"SYNC_INTERVAL_SECONDS": interval, "SHUTDOWN_GRACE_SECONDS": grace, **settings})
         self.clock = VirtualClock()
         self.stop = SignalStop()
         self.children: list[FakeChild] = []
@@ -124,10 +150,17 @@ class Loop:
     def signal_at(self, when: float, signum: int) -> None:
         self.clock.at(when, lambda: self.stop.deliver(signum))
 
-    def run(self, log: logging.Logger) -> int:
+    def run(self, log: logging.Logger, metrics: LoopMetrics | None = None) -> int:
         env = {"MARK": "given"}
         return run_loop(
-            self.settings, ["coin-sync", "run"], log, environ=env, clock=self.clock, stop=self.stop, spawn=self.spawn
+            self.settings,
+            ["coin-sync", "run"],
+            log,
+            environ=env,
+            clock=self.clock,
+            stop=self.stop,
+            spawn=self.spawn,
+            metrics=metrics,
         )
 
     @property
@@ -333,3 +366,54 @@ def test_an_unexpected_error_never_leaves_a_pass_running(loop_log: LoopLog) -> N
     with pytest.raises(RuntimeError):
         loop.run(log)
     assert loop.children[0].received == [(1.0, KILL)]
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def _value(metrics: LoopMetrics, name: str, **labels: str) -> float:
+    text = metrics.render().decode()
+    (sample,) = [s for s in samples(text, name) if all(s.labels.get(k) == v for k, v in labels.items())]
+    return sample.value
+
+
+def test_each_pass_is_recorded_from_a_summary_file_removed_before_it_starts(loop_log: LoopLog) -> None:
+    log, _ = loop_log
+    # 1 succeeds, 2 fails, 3 ignores the SIGTERM and is killed: it leaves no summary.
+    plans = {1: Plan(runs=0.3), 2: Plan(runs=0.5, code=1), 3: Plan(runs=30, linger=None, signals=((0.5, TERM),))}
+    loop = Loop(plans)
+    metrics = LoopMetrics()
+
+    assert loop.run(log, metrics) == 0
+    # One file the loop owns for all passes, in a temporary folder it removes at the end;
+    # never there when a pass starts, so a pass that writes none is not taken for the last.
+    (path,) = {c.summary_file for c in loop.children}
+    assert path is not None and path.name == "summary.json"
+    assert [c.found_a_summary for c in loop.children] == [False, False, False]
+    assert not path.parent.exists()
+    assert [_value(metrics, "coin_sync_passes_total", exit_code=code) for code in ("0", "1", "137")] == [1, 1, 1]
+    # Durations as the loop measured them, start to reap, in virtual seconds.
+    assert _value(metrics, "coin_sync_pass_duration_seconds_count") == 3
+    killed = 0.5 + 2.0 + 1 - KILL_MARGIN_SECONDS
+    assert _value(metrics, "coin_sync_pass_duration_seconds_sum") == pytest.approx(0.3 + 0.5 + killed)
+    # The latest pass that left a summary: 2, which failed; the last success is 1's.
+    assert _value(metrics, "coin_sync_last_exit_code") == 1
+    assert _value(metrics, "coin_sync_last_pass_duration_seconds") == pytest.approx(0.5)
+    last_run, last_success = (
+        _value(metrics, f"coin_sync_last_{name}_timestamp_seconds") for name in ("run", "success")
+    )
+    assert last_run - last_success == 1
+
+
+def test_the_users_summary_file_is_the_one_each_pass_writes(loop_log: LoopLog, tmp_path: Path) -> None:
+    log, _ = loop_log
+    mine = tmp_path / "summary.json"
+    mine.write_text("left by someone else", encoding="utf-8")
+    loop = Loop({2: Plan(runs=30, signals=((0.5, TERM),))}, SUMMARY_FILE=mine)
+    metrics = LoopMetrics()
+
+    assert loop.run(log, metrics) == 0
+    assert [(c.summary_file, c.found_a_summary) for c in loop.children] == [(mine, False), (mine, False)]
+    # Kept: it is the user's, with the last pass's summary (interrupted, 143).
+    assert json.loads(mine.read_text(encoding="utf-8"))["exit_code"] == 143
+    assert _value(metrics, "coin_sync_last_exit_code") == 143

@@ -8,37 +8,13 @@ The exact schedule, grace and kill deadline are proved on virtual time in test_l
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-from container_support import REPO_ROOT, LineProcess
+from container_support import LineProcess, loop_env, start_loop
 
-from coin_sync.config import setting_names
 from fake_backend import FakeBackend, hang, ok
-
-
-def loop_env(backend: FakeBackend, tmp_path: Path, **settings: str) -> dict[str, str]:
-    # Nothing of the caller's coin-sync settings (a CI runner may export BACKEND_URL...).
-    env = {k: v for k, v in os.environ.items() if k not in setting_names() and k != "CONFIG_FILE"}
-    env.update(
-        BACKEND_URL=backend.url,
-        SYNC_INTERVAL_SECONDS="1",
-        LOG_DIR=str(tmp_path / "logs"),
-        LOG_FORMAT="json",  # times to the millisecond, by the process that logs
-        BACKEND_WAIT_SECONDS="2",
-        RETRY_DELAY_SECONDS="0",
-        K8S_INTEGRATION="off",
-        PYTHONUNBUFFERED="1",
-    )
-    env.update(settings)
-    return env
-
-
-def start_loop(env: dict[str, str]) -> LineProcess:
-    return LineProcess([sys.executable, "-m", "coin_sync", "loop"], env=env, cwd=REPO_ROOT)
 
 
 def inicio(n: int) -> str:

@@ -96,6 +96,12 @@ def test_floats_and_zero_delay_allowed() -> None:
             "METRICS_PUSHGATEWAY_PASSWORD_FILE",
         ),
         ({"METRICS_PUSHGATEWAY_PASSWORD_FILE": "/nonexistent"}, "METRICS_PUSHGATEWAY_PASSWORD_FILE"),
+        ({"METRICS_PORT": "0"}, "METRICS_PORT"),
+        ({"METRICS_PORT": "65536"}, "METRICS_PORT"),
+        ({"METRICS_PORT": "9464.5"}, "METRICS_PORT"),
+        ({"METRICS_ADDRESS": "0.0.0.0:9464"}, "METRICS_ADDRESS"),
+        ({"METRICS_ADDRESS": "http://0.0.0.0"}, "METRICS_ADDRESS"),
+        ({"METRICS_ADDRESS": "[::]"}, "METRICS_ADDRESS"),
     ],
 )
 def test_bad_values_name_the_setting(env: dict[str, str], named: str) -> None:
@@ -183,6 +189,10 @@ def test_freshness_and_metrics_defaults() -> None:
     assert (s.sync.stale_after_seconds, s.sync.fail_on_stale) == (180.0, False)
     assert s.metrics.job == "coin-sync" and not s.metrics.enabled
     assert load_settings({}, {"METRICS_TEXTFILE": "/tmp/x/coin_sync.prom"}).metrics.enabled
+    # The loop's /metrics: off by default, on all interfaces when on (a container's port).
+    assert (s.metrics.port, s.metrics.address) == (None, "0.0.0.0")
+    served = load_settings({}, {"METRICS_PORT": "9464", "METRICS_ADDRESS": "::"}).metrics
+    assert (served.port, served.address, served.enabled) == (9464, "::", False)  # no pass publishes for it
 
 
 def test_pushgateway_password_is_never_shown(tmp_path: Path) -> None:

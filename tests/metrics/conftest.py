@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-CORE = str(Path(__file__).resolve().parents[1] / "core")
-if CORE not in sys.path:
-    sys.path.insert(0, CORE)
+# The core helpers (harness) and the container ones (the real loop's process).
+for folder in ("core", "container"):
+    helpers = str(Path(__file__).resolve().parents[1] / folder)
+    if helpers not in sys.path:
+        sys.path.insert(0, helpers)
 
 import prom_tools  # noqa: E402
 from harness import REPO, Run, pass_env  # noqa: E402

@@ -158,11 +158,12 @@ def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
     from coin_sync.runner import new_report
 
     _banner(settings, log)
-    guard: PassGuard | FileLockGuard = open_guard(settings, log, os.environ)
+    kube_guard = open_guard(settings, log, os.environ)
+    guard: PassGuard | FileLockGuard = kube_guard
     try:
         lock = guard.acquire()
-        kube = lock.state != "inactive"
-        if not kube:
+        kube = kube_guard if lock.state != "inactive" else None
+        if kube is None:
             # Outside Kubernetes the run lock is LOCK_FILE (off: "inactive" again). It
             # fails open whatever K8S_LOCK_REQUIRED says: that setting is about the API.
             guard = FileLockGuard(settings.log.lock_file, log)
@@ -181,8 +182,10 @@ def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
     return publish(report, settings, log, guard)
 
 
-def _guarded_pass(settings: Settings, log: logging.Logger, stop: Stop, lock: LockOutcome, kube: bool) -> PassReport:
-    """kube: the lock is the Kubernetes Lease (else LOCK_FILE, or none)."""
+def _guarded_pass(
+    settings: Settings, log: logging.Logger, stop: Stop, lock: LockOutcome, kube: PassGuard | None
+) -> PassReport:
+    """kube: the Kubernetes guard, when the lock is its Lease (else LOCK_FILE, or none)."""
     from coin_sync.clock import RealClock
     from coin_sync.runner import new_report, run_pass
     from coin_sync.state import FileStateStore
@@ -198,16 +201,18 @@ def _guarded_pass(settings: Settings, log: logging.Logger, stop: Stop, lock: Loc
         report = new_report(settings, RealClock(), EndReason.LOCK_HELD)
         report.detail = lock.detail
         return report
-    if lock.state == "unavailable" and kube and settings.kubernetes.lock_required:
+    if lock.state == "unavailable" and kube is not None and settings.kubernetes.lock_required:
         # open_guard already logged why, and that the pass will not run.
         report = new_report(settings, RealClock(), EndReason.LOCK_UNAVAILABLE)
         report.detail = lock.detail
         return report
-    # The ambiguous syncs remembered across passes. With Kubernetes integration they
-    # belong in the status record (a StateStore to come in coin_sync/k8s, chosen here
-    # when `kube`); until then, and outside Kubernetes, STATE_FILE.
-    assert settings.log.state_file is not None  # resolved by config._validated
-    state = FileStateStore(settings.log.state_file, log)
+    # The ambiguous syncs remembered across passes: with the Lease ours, in the status
+    # ConfigMap (a pod is new every pass); otherwise (outside Kubernetes, the API down or
+    # the lock not taken) in STATE_FILE, so a dead API is never asked again.
+    state: StateStore | None = kube.state_store() if kube is not None and lock.state == "acquired" else None
+    if state is None:
+        assert settings.log.state_file is not None  # resolved by config._validated
+        state = FileStateStore(settings.log.state_file, log)
     return run_pass(_context(settings, log, stop, state))
 
 

@@ -169,7 +169,7 @@ class KubernetesSettings:
         "LEASE_DURATION_SECONDS", p.positive_int, "duración del Lease, en segundos", 60
     )
     status_configmap: str = setting(
-        "STATUS_CONFIGMAP", p.text, "ConfigMap con el estado de la última pasada", "coin-sync-status"
+        "STATUS_CONFIGMAP", p.text, "ConfigMap con la última pasada y las sincronizaciones ambiguas", "coin-sync-status"
     )
 
 

@@ -1,5 +1,6 @@
 """Kubernetes-native runtime for one pass: a run lock (a coordination.k8s.io/v1 Lease),
-one Event per pass and a status record (a ConfigMap with the last pass of each shard).
+one Event per pass and a status record (a ConfigMap with the last pass of each shard,
+which also keeps each shard's ambiguous syncs from one pod to the next).
 
 Only active in a cluster (K8S_INTEGRATION=auto, KUBERNETES_SERVICE_HOST set and a
 service-account token mounted) or with K8S_INTEGRATION=on (outside a cluster, through the
@@ -23,6 +24,7 @@ One job per module:
     api.py      the API calls a pass makes, with timeouts and typed, worded errors
     lease.py    the Lease lock: acquire, renew, release
     report.py   the Event and the status record (its fields: see there)
+    state.py    the ambiguous syncs across passes, in the status ConfigMap (ambiguous-<index>)
     guard.py    the guards, composing lock and report; the finish order
 
 The status record as a table, one row per shard: README, "Registro de estado" (the jq

@@ -64,6 +64,19 @@ class Conflict(ApiStatusError):
     """409: the object already exists, or the resourceVersion sent is stale."""
 
 
+class Reachability:
+    """Whether this pass already found the API server unreachable. Shared by the guard and
+    the state store: once one of them met a dead API the others skip their calls, each of
+    which would only add its timeout."""
+
+    def __init__(self) -> None:
+        self.down = False
+
+    def note(self, exc: BaseException) -> None:
+        if isinstance(exc, ApiUnreachable):
+            self.down = True
+
+
 _BY_STATUS: dict[int, type[ApiStatusError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict}
 
 
@@ -127,6 +140,14 @@ class KubeApi:
 
     def create_event(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("create", "events", self._core.create_namespaced_event, self.namespace, body)
+
+    def get_configmap(self, name: str) -> dict[str, Any] | None:
+        """The ConfigMap, or None when there is none."""
+        try:
+            read = self._core.read_namespaced_config_map
+            return self._call("get", f'configmaps "{name}"', read, name, self.namespace)
+        except NotFound:
+            return None
 
     def patch_configmap(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """A merge patch: only the keys in body change."""

@@ -9,10 +9,13 @@
 
 `KubeGuard.finish()` owns the finish order: release the Lease first (after SIGTERM the pod
 may be killed any moment, and a Lease left held makes the next pass skip), then the
-status record, then the Event (it matters least). A pass that found the lock held does not
-write the status record (it would overwrite the live holder's) but still posts a
+status record, then the Event (it matters least). A pass that found the lock held does
+not write the status record (it would overwrite the live holder's) but still posts a
 SyncSkipped Event naming the holder. Each failure is one Spanish WARNING; once the API is
 unreachable the remaining calls are skipped (each would only add its timeout).
+
+While the pass runs, the Lease holder keeps its ambiguous syncs in the same ConfigMap
+(`state_store()`, coin_sync/k8s/state.py), sharing what the guard knows of the API.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Protocol
 
 from coin_sync.clock import Clock, RealClock
 from coin_sync.config import Settings
-from coin_sync.k8s.api import DEFAULT_TIMEOUTS, ApiTimeouts, ApiUnreachable, KubeApi, worded
+from coin_sync.k8s.api import DEFAULT_TIMEOUTS, ApiTimeouts, KubeApi, Reachability, worded
 from coin_sync.k8s.lease import Lease, LockOutcome
 from coin_sync.k8s.loading import (
     IN_CLUSTER,
@@ -35,7 +38,9 @@ from coin_sync.k8s.loading import (
     load_api_client,
 )
 from coin_sync.k8s.report import Reporter
+from coin_sync.k8s.state import ConfigMapStateStore
 from coin_sync.outcome import EndReason, PassReport
+from coin_sync.state import StateStore
 
 
 class PassGuard(Protocol):
@@ -45,6 +50,10 @@ class PassGuard(Protocol):
     def finish(self, report: PassReport) -> None:
         """Release the lock and report how the pass ended; never raises."""
 
+    def state_store(self) -> StateStore | None:
+        """Where this pass keeps its ambiguous syncs in Kubernetes; None: not here (the
+        lock is not ours, or the API is down), so the caller keeps them elsewhere."""
+
 
 class NullGuard:
     """No Kubernetes integration: outside a cluster, or K8S_INTEGRATION=off."""
@@ -53,6 +62,9 @@ class NullGuard:
         return LockOutcome("inactive")
 
     def finish(self, report: PassReport) -> None:
+        return None
+
+    def state_store(self) -> StateStore | None:
         return None
 
 
@@ -71,6 +83,9 @@ class UnavailableGuard:
         return LockOutcome("unavailable", self._detail)
 
     def finish(self, report: PassReport) -> None:
+        return None
+
+    def state_store(self) -> StateStore | None:
         return None
 
 
@@ -100,14 +115,15 @@ class KubeGuard:
         )
         self._reporter = Reporter(api, ident, kube.status_configmap, settings.sync.shard_index, clock)
         self._held_by: str | None = None  # the live holder that made acquire() answer "held"
-        self._api_down = False  # unreachable once: skip further calls
+        self._reach = Reachability()  # unreachable once: skip further calls (shared with the state store)
+        self._state = ConfigMapStateStore(api, kube.status_configmap, settings.sync.shard_index, log, self._reach)
         self._finished = False
 
     def acquire(self) -> LockOutcome:
         try:
             outcome = self.lease.acquire()
         except Exception as exc:  # ApiError, or a bug: the lock fails open all the same
-            self._api_down = isinstance(exc, ApiUnreachable)
+            self._reach.note(exc)
             detail = worded(exc)
             self._log.warning(
                 "No se pudo tomar el cerrojo (Lease %s): %s; %s",
@@ -132,16 +148,22 @@ class KubeGuard:
             steps.append(("escribir el estado", lambda: self._reporter.write_status(report)))
         steps.append(("publicar el Event", lambda: self._reporter.post_event(report, self._held_by)))
         for what, step in steps:
-            if self._api_down:
+            if self._reach.down:
                 # Already warned once that the API is unreachable.
                 self._log.debug("Se omite %s: la API de Kubernetes no responde", what)
                 continue
             try:
                 step()
             except Exception as exc:  # ApiError, or a bug: best effort, never change the exit code
-                self._api_down = isinstance(exc, ApiUnreachable)
+                self._reach.note(exc)
                 self._log.warning("No se pudo %s en Kubernetes: %s", what, worded(exc))
         self._api.close()
+
+    def state_store(self) -> StateStore | None:
+        # Only the holder of the shard's Lease may write its memory: one pass at a time.
+        if not self.lease.held or self._reach.down:
+            return None
+        return self._state
 
 
 def open_guard(

@@ -15,7 +15,14 @@ de estado"). Two of them count failures differently:
   "interrupted" (cut off in flight by the shutdown grace): the length of
   ``failed_symbols`` before it is cut to its first 20.
 
-Shards write their own key with a merge patch, so they never overwrite each other.
+After those, how current the shard's data is (``stale``, ``freshness_unknown``,
+``max_lag_seconds``: null when no symbol's freshness is known) and the symbols' flags:
+``rejected`` (of failed: the exchange does not know the symbol), ``pending_backfill``
+(declared, still absent from /api/symbols; ``pending_backfill_symbols``: its first 20)
+and ``held`` (of skipped: an earlier ambiguous sync may still run in the backend).
+
+The same ConfigMap keeps each shard's ambiguous syncs under ``ambiguous-<index>``
+(coin_sync/k8s/state.py). Shards write their own key with a merge patch, so they never overwrite each other.
 """
 
 from __future__ import annotations
@@ -105,7 +112,34 @@ def status_record(report: PassReport, ident: Identity, now: datetime) -> dict[st
         "job": ident.job,
         "failed_total": len(report.failures),
         "failed_symbols": report.failed_symbols(limit=STATUS_FAILED_LIMIT, error_chars=STATUS_ERROR_LIMIT),
+        # Freshness (issue 9) and the symbols' flags (issue 12), after the fields above.
+        "stale": totals["stale"],
+        "freshness_unknown": totals["freshness_unknown"],
+        "max_lag_seconds": totals["max_lag_seconds"],
+        "rejected": totals["rejected"],
+        "pending_backfill": totals["pending_backfill"],
+        "pending_backfill_symbols": report.pending_backfill_symbols[:STATUS_FAILED_LIMIT],
+        "held": totals["held"],
     }
+
+
+def write_keys(api: KubeApi, configmap: str, data: dict[str, str | None]) -> None:
+    """Merge-patch these keys of `configmap` (None removes a key), creating it when there
+    is none. Only these keys change: shards writing at once do not overwrite each other."""
+    try:
+        api.patch_configmap(configmap, {"data": data})
+        return
+    except NotFound:
+        pass
+    kept = {key: value for key, value in data.items() if value is not None}
+    if not kept:
+        return  # nothing to remove from a ConfigMap that does not exist
+    labels = {"app.kubernetes.io/name": COMPONENT}
+    meta = {"name": configmap, "namespace": api.namespace, "labels": labels}
+    try:
+        api.create_configmap({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": kept})
+    except Conflict:  # another shard created it between our patch and our create
+        api.patch_configmap(configmap, {"data": data})
 
 
 class Reporter:
@@ -124,16 +158,4 @@ class Reporter:
     def write_status(self, report: PassReport) -> None:
         record = status_record(report, self._ident, self._clock.wall())
         # Pretty JSON: `kubectl get -o yaml` shows it as a readable block, jq parses it.
-        data = {self._key: json.dumps(record, ensure_ascii=False, indent=2)}
-        # A merge patch of one key: shards writing at once do not overwrite each other.
-        try:
-            self._api.patch_configmap(self._configmap, {"data": data})
-            return
-        except NotFound:
-            pass
-        labels = {"app.kubernetes.io/name": COMPONENT}
-        meta = {"name": self._configmap, "namespace": self._api.namespace, "labels": labels}
-        try:
-            self._api.create_configmap({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data})
-        except Conflict:  # another shard created it between our patch and our create
-            self._api.patch_configmap(self._configmap, {"data": data})
+        write_keys(self._api, self._configmap, {self._key: json.dumps(record, ensure_ascii=False, indent=2)})

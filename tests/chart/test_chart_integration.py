@@ -47,14 +47,16 @@ def test_role_is_least_privilege(default_docs: list[Doc]) -> None:
     }
     named_leases = rules[("coordination.k8s.io", "leases", True)]
     assert named_leases["resourceNames"] == [f"{FULLNAME}-lock"]
-    # exactly the calls coin_sync/k8s.py makes, nothing more
+    # exactly the calls coin_sync/k8s/lease.py makes, nothing more
     assert named_leases["verbs"] == ["get", "update"]
     # create cannot be limited by resourceNames: its own rule, with nothing else.
     assert rules[("coordination.k8s.io", "leases", False)]["verbs"] == ["create"]
     assert rules[("", "events", False)]["verbs"] == ["create"]
     named_cms = rules[("", "configmaps", True)]
     assert named_cms["resourceNames"] == [f"{FULLNAME}-status"]
-    assert named_cms["verbs"] == ["patch"]
+    # get: a pass reads its shard's ambiguous syncs (key ambiguous-<index>) from the status
+    # ConfigMap once at its start (coin_sync/k8s/state.py); patch: its own keys at the end.
+    assert named_cms["verbs"] == ["get", "patch"]
     assert rules[("", "configmaps", False)]["verbs"] == ["create"]
     for rule in role["rules"]:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"]

@@ -1,13 +1,17 @@
-"""Helpers shared by the k8s tests: reports to finish a pass with, and what the
-emulator holds afterwards."""
+"""Helpers shared by the k8s tests: reports to finish a pass with, what the emulator holds
+afterwards, and the environment and interpreter of a whole pass in a subprocess."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +22,9 @@ from coin_sync.config import Settings, setting_names, settings_from
 from coin_sync.k8s import PassGuard
 from coin_sync.outcome import EndReason, PassReport, SymbolResult, SymbolStatus
 from coin_sync.stop import Stop
+from fake_backend import FakeBackend
+
+ROOT = Path(__file__).resolve().parents[2]
 
 POD = "coin-sync-29000000-abcde"
 JOB = "coin-sync-29000000"
@@ -122,3 +129,42 @@ class RenewClock(RealClock):
             return stop.wait(self.every)
         self.parked.set()
         return stop.wait(None)
+
+
+IDENTITY = ("POD_NAME", "POD_NAMESPACE", "JOB_NAME", "JOB_UID", "POD_UID")  # downward API, not settings
+
+
+def pass_env(backend: FakeBackend, tmp_path: Path, kubeconfig: Path | None, **extra: str) -> dict[str, str]:
+    """The environment the chart gives a pass, and nothing inherited that could change it."""
+    dropped = set(setting_names()) | {"CONFIG_FILE", "JOB_COMPLETION_INDEX", "KUBECONFIG", *IDENTITY}
+    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("KUBERNETES_")}
+    env |= {
+        "BACKEND_URL": backend.url,
+        "LOG_DIR": str(tmp_path / "logs"),
+        "TERMINATION_MESSAGE_PATH": str(tmp_path / "termination-log"),  # not /dev/termination-log
+        "BACKEND_WAIT_SECONDS": "5",
+        "RETRY_DELAY_SECONDS": "0",
+        "PYTHONPATH": str(ROOT),
+    }
+    if kubeconfig is not None:
+        env |= {
+            "K8S_INTEGRATION": "on",
+            "KUBECONFIG": str(kubeconfig),
+            "POD_NAME": "coin-sync-29000000-abcde",
+            "POD_NAMESPACE": NAMESPACE,
+            "JOB_NAME": "coin-sync-29000000",
+            "LEASE_NAME": "coin-sync-lock",
+            "STATUS_CONFIGMAP": "coin-sync-status",
+        }
+    return env | extra
+
+
+def python(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """This interpreter run to completion in the repository, its output captured."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def warning_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if " - WARNING - " in line]

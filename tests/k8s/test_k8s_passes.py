@@ -6,7 +6,6 @@ cluster."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,51 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from k8s_support import ROOT, pass_env, python, warning_lines
 from kube_api import CONFIGMAPS, EVENTS, LEASES, NAMESPACE, ApiServer, lease_body, write_kubeconfig
 
-from coin_sync.config import setting_names
 from fake_backend import FakeBackend, error400
 
-ROOT = Path(__file__).resolve().parents[2]
 SKIP_WARNING = "Otra pasada está en curso"
 RACE_ROUNDS = 2  # one round per slot; the many-round race is in-process (test_k8s_lease.py)
 
-IDENTITY = ("POD_NAME", "POD_NAMESPACE", "JOB_NAME", "JOB_UID", "POD_UID")  # downward API, not settings
 K8S_FILES = tuple(f"[{path.name}:" for path in (ROOT / "coin_sync" / "k8s").glob("*.py"))
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def pass_env(backend: FakeBackend, tmp_path: Path, kubeconfig: Path | None, **extra: str) -> dict[str, str]:
-    """The environment the chart gives a pass, and nothing inherited that could change it."""
-    dropped = set(setting_names()) | {"CONFIG_FILE", "JOB_COMPLETION_INDEX", "KUBECONFIG", *IDENTITY}
-    env = {k: v for k, v in os.environ.items() if k not in dropped and not k.startswith("KUBERNETES_")}
-    env |= {
-        "BACKEND_URL": backend.url,
-        "LOG_DIR": str(tmp_path / "logs"),
-        "TERMINATION_MESSAGE_PATH": str(tmp_path / "termination-log"),  # not /dev/termination-log
-        "BACKEND_WAIT_SECONDS": "5",
-        "RETRY_DELAY_SECONDS": "0",
-        "PYTHONPATH": str(ROOT),
-    }
-    if kubeconfig is not None:
-        env |= {
-            "K8S_INTEGRATION": "on",
-            "KUBECONFIG": str(kubeconfig),
-            "POD_NAME": "coin-sync-29000000-abcde",
-            "POD_NAMESPACE": NAMESPACE,
-            "JOB_NAME": "coin-sync-29000000",
-            "LEASE_NAME": "coin-sync-lock",
-            "STATUS_CONFIGMAP": "coin-sync-status",
-        }
-    return env | extra
-
-
-def python(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """This interpreter run to completion in the repository, its output captured."""
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 @pytest.fixture
@@ -72,10 +37,6 @@ def run_pass(fake_backend: FakeBackend, tmp_path: Path, kubeconfig: Path) -> Run
         return python("-m", "coin_sync", "run", env=env)
 
     return run
-
-
-def warning_lines(output: str) -> list[str]:
-    return [line for line in output.splitlines() if " - WARNING - " in line]
 
 
 def events(api: ApiServer) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import pytest
 from k8s_support import FAILED, JOB, OK, OK_REPORT, POD, SKIPPED, OpenGuard, events, make_report, status_data
 from kube_api import CONFIGMAPS, NAMESPACE, ApiServer
 
-from coin_sync.outcome import EndReason, PassReport, SymbolStatus
+from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, EndReason, PassReport, SymbolStatus
 
 PLAIN_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -117,8 +117,9 @@ def test_status_record_fields(apiserver: ApiServer, guard_for: OpenGuard) -> Non
     assert list(record) == [
         "shard", "shard_count", "pass_number", "started_at", "finished_at", "exit_code", "reason", "ok", "failed",
         "skipped", "interrupted", "new_records", "duration", "pod", "job", "failed_total", "failed_symbols",
+        *NEW_FIELDS,
     ]  # fmt: skip
-    assert record | {"failed_symbols": None} == {
+    assert {k: v for k, v in record.items() if k not in NEW_FIELDS} | {"failed_symbols": None} == {
         "shard": 0,
         "shard_count": 1,
         "pass_number": 1,
@@ -141,6 +142,47 @@ def test_status_record_fields(apiserver: ApiServer, guard_for: OpenGuard) -> Non
     assert record["failed_symbols"][0] == {"symbol": "SYM00USDT", "error": "HTTP 400: símbolo SYM00USDT desconocido"}
     configmap = apiserver.objects(CONFIGMAPS, NAMESPACE)["coin-sync-status"]
     assert configmap["metadata"]["labels"] == {"app.kubernetes.io/name": "coin-sync"}
+
+
+# Issue 9's freshness and issue 12's flags, appended after the fields readers already use.
+NEW_FIELDS = (
+    "stale", "freshness_unknown", "max_lag_seconds", "rejected", "pending_backfill", "pending_backfill_symbols", "held",
+)  # fmt: skip
+
+
+def test_status_record_carries_freshness_and_the_symbols_flags(apiserver: ApiServer, guard_for: OpenGuard) -> None:
+    declared = [(f"NEW{i:02d}USDT", FAILED) for i in range(22)]
+    report = make_report(
+        ("BTCUSDT", OK), ("ETHUSDT", OK), ("XRPUSDT", SKIPPED), ("BTCUSTD", FAILED), *declared,
+        reason=EndReason.SYMBOLS_FAILED,
+    )  # fmt: skip
+    btc, eth, xrp, typo, *new = report.results
+    btc.lag_seconds, btc.stale = 900.0, True
+    eth.lag_seconds = 12.5
+    xrp.skip_reason = SKIP_AMBIGUOUS_HOLD
+    typo.rejected = True
+    for result in new:
+        result.pending_backfill = True
+    guard_for().finish(report)
+
+    record = status_data(apiserver)["shard-0"]
+    assert {k: record[k] for k in NEW_FIELDS} == {
+        "stale": 1,
+        "freshness_unknown": 24,  # all but BTCUSDT and ETHUSDT
+        "max_lag_seconds": 900.0,
+        "rejected": 1,
+        "pending_backfill": 22,
+        "pending_backfill_symbols": [f"NEW{i:02d}USDT" for i in range(20)],  # cut like failed_symbols
+        "held": 1,
+    }
+    assert (record["failed"], record["skipped"], record["failed_total"]) == (23, 1, 23)  # unchanged meanings
+
+
+def test_status_max_lag_is_null_when_no_freshness_is_known(apiserver: ApiServer, guard_for: OpenGuard) -> None:
+    guard_for().finish(make_report(*OK_REPORT))
+    record = status_data(apiserver)["shard-0"]
+    assert (record["stale"], record["freshness_unknown"], record["max_lag_seconds"]) == (0, 3, None)
+    assert record["pending_backfill_symbols"] == [] and record["held"] == record["rejected"] == 0
 
 
 def test_status_of_a_refused_pass_still_has_a_time(apiserver: ApiServer, guard_for: OpenGuard) -> None:

@@ -1,297 +1,48 @@
-"""Settings: one typed object built from defaults < YAML file < environment < flags.
+"""Settings, built once: defaults < YAML file < environment < flags, validated here.
 
-Each setting is declared once, as a field of its group's dataclass: its default, its
-environment name, its parser and its help text sit together. The command line, the YAML
-loader, the banner and the docs all read the table derived from those declarations
-(FIELDS), so a new setting cannot be half-wired. All validation happens here and fails
-with ConfigError, whose message is one Spanish line naming the setting.
+What each setting is lives in coin_sync.settings; this module reads the layers
+(coin_sync.sources), parses each value and validates the whole in one place. Every
+failure is a ConfigError, whose message is one Spanish line naming the setting.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from coin_sync import parsing as p
+from coin_sync.settings import (
+    FIELDS,
+    FIELDS_BY_ENV,
+    BackendSettings,
+    KubernetesSettings,
+    LogSettings,
+    MetricsSettings,
+    RetrySettings,
+    Settings,
+    SyncSettings,
+    setting_names,
+    settings_from,
+)
 from coin_sync.sources import ConfigError, env_layer, secret_or_file, yaml_layer
 
-__all__ = ["FIELDS", "ConfigError", "Settings", "load_settings", "setting_names"]
-
-SPEC = "coin_sync.setting"
-
-
-@dataclass(frozen=True)
-class Spec:
-    env: str
-    parse: Callable[[str], Any]
-    help: str
-    secret: bool = False
-
-
-def setting(env: str, parse: Callable[[str], Any], help: str, default: Any, *, secret: bool = False) -> Any:
-    return field(default=default, repr=not secret, metadata={SPEC: Spec(env, parse, help, secret)})
-
-
-@dataclass(frozen=True)
-class BackendSettings:
-    url: str = setting("BACKEND_URL", p.http_url, "URL base del backend", "http://backend:8888")
-    token: str | None = setting(
-        "BACKEND_TOKEN", p.text, "token enviado como 'Authorization: Bearer'; nunca se registra", None, secret=True
-    )
-    token_file: Path | None = setting(
-        "BACKEND_TOKEN_FILE", p.path, "fichero con el token (alternativa a BACKEND_TOKEN)", None
-    )
-    http_timeout: float = setting("HTTP_TIMEOUT", p.positive, "timeout de lectura de una petición, en segundos", 300.0)
-    wait_seconds: float = setting(
-        "BACKEND_WAIT_SECONDS",
-        p.non_negative,
-        "cuánto esperar a que /health responda sano antes de rendirse (salida 3)",
-        60.0,
-    )
-
-
-@dataclass(frozen=True)
-class RetrySettings:
-    max_retries: int = setting(
-        "MAX_RETRIES", p.non_negative_int, "reintentos tras el primer intento (máximo MAX_RETRIES+1 intentos)", 3
-    )
-    delay_seconds: float = setting(
-        "RETRY_DELAY_SECONDS", p.non_negative, "primera espera entre reintentos; se duplica en cada uno", 10.0
-    )
-    max_delay_seconds: float = setting(
-        "RETRY_MAX_DELAY_SECONDS", p.non_negative, "tope de una espera entre reintentos", 60.0
-    )
-
-
-@dataclass(frozen=True)
-class SyncSettings:
-    symbols: tuple[str, ...] = setting(
-        "SYMBOLS_TO_SYNC", p.symbol_list, "exactamente estos símbolos, por comas (siembra); vacío = /api/symbols", ()
-    )
-    include: tuple[str, ...] = setting(
-        "SYMBOLS_INCLUDE", p.symbol_list, "símbolos sincronizados siempre, además de /api/symbols (monedas nuevas)", ()
-    )
-    exclude: tuple[str, ...] = setting(
-        "SYMBOLS_EXCLUDE", p.symbol_list, "símbolos que nunca se sincronizan (gana a SYMBOLS_INCLUDE)", ()
-    )
-    ambiguous_hold_seconds: float | None = setting(
-        "AMBIGUOUS_HOLD_SECONDS", p.non_negative, "tras timeout/504, segundos sin reenviar (2 × HTTP_TIMEOUT)", None
-    )
-    concurrency: int | str = setting(
-        "SYNC_CONCURRENCY",
-        p.concurrency_or_auto,
-        "sincronizaciones en curso a la vez: auto (adaptativa, hasta SYNC_CONCURRENCY_MAX) o un número fijo "
-        "(1 = secuencial)",
-        "auto",
-    )
-    concurrency_max: int = setting(
-        "SYNC_CONCURRENCY_MAX", p.concurrency, "con SYNC_CONCURRENCY=auto, el máximo en curso a la vez", 64
-    )
-    deadline_seconds: float = setting(
-        "PASS_DEADLINE_SECONDS", p.non_negative, "0 = sin límite; si no, deja de despachar tras ese tiempo", 0.0
-    )
-    budget_seconds: float = setting(
-        "PASS_BUDGET_SECONDS",
-        p.non_negative,
-        "0 = sin presupuesto; si no, no programa reintentos que acaben después y deja de despachar al agotarlo",
-        0.0,
-    )
-    shutdown_grace_seconds: float = setting(
-        "SHUTDOWN_GRACE_SECONDS",
-        p.non_negative,
-        "tras SIGTERM/SIGINT, cuánto pueden terminar las sincronizaciones en curso",
-        20.0,
-    )
-    interval_seconds: float = setting(
-        "SYNC_INTERVAL_SECONDS", p.positive, "solo para 'loop': segundos entre el inicio de dos pasadas", 60.0
-    )
-    pass_number: int = setting("SYNC_PASS_NUMBER", p.positive_int, "el N de las líneas INICIO/FIN", 1)
-    shard_count: int = setting("SHARD_COUNT", p.positive_int, "número de fragmentos (shards)", 1)
-    shard_index: int = setting(
-        "SHARD_INDEX", p.non_negative_int, "fragmento de esta pasada (por defecto JOB_COMPLETION_INDEX o 0)", 0
-    )
-    stale_after_seconds: float = setting(
-        "STALE_AFTER_SECONDS",
-        p.non_negative,
-        "un símbolo cuyo último registro lleva más retraso que esto (en segundos) está desactualizado",
-        180.0,
-    )
-    fail_on_stale: bool = setting(
-        "FAIL_ON_STALE", p.boolean, "true: una pasada que deja algún símbolo desactualizado sale con 1", False
-    )
-
-    @property
-    def max_in_flight(self) -> int:
-        """The most syncs ever in flight: the fixed number, or the adaptive maximum."""
-        return self.concurrency if isinstance(self.concurrency, int) else self.concurrency_max
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    level: str = setting("LOG_LEVEL", p.choice(*p.LOG_LEVELS, upper=True), "nivel de log", "INFO")
-    dir: Path = setting("LOG_DIR", p.path, "carpeta de los ficheros de log diarios", Path("/logs"))
-    format: str = setting(
-        "LOG_FORMAT", p.choice("text", "json"), "formato de stdout: text o json (los ficheros siempre en texto)", "text"
-    )
-    summary_file: Path | None = setting("SUMMARY_FILE", p.path, "escribe el resumen de la pasada en JSON ahí", None)
-    termination_message_path: Path = setting(
-        "TERMINATION_MESSAGE_PATH",
-        p.path,
-        "resumen breve para 'kubectl describe' (si existe y se puede escribir)",
-        Path("/dev/termination-log"),
-    )
-    lock_file: Path | None = setting(
-        "LOCK_FILE", p.path_or_off, "cerrojo fcntl sin Kubernetes (LOG_DIR/.coin-sync.lock); off = ninguno", None
-    )
-    state_file: Path | None = setting(
-        "STATE_FILE", p.path, "sincronizaciones ambiguas entre pasadas (LOG_DIR/.coin-sync-state.json)", None
-    )
-
-
-@dataclass(frozen=True)
-class KubernetesSettings:
-    integration: str = setting(
-        "K8S_INTEGRATION",
-        p.choice("auto", "on", "off"),
-        "integración con Kubernetes: auto (dentro de un clúster), on, off",
-        "auto",
-    )
-    lock_required: bool = setting(
-        "K8S_LOCK_REQUIRED", p.boolean, "true: sin acceso a la API de Kubernetes la pasada termina con salida 3", False
-    )
-    lease_name: str = setting(
-        "LEASE_NAME", p.text, "nombre del Lease usado como cerrojo de la pasada", "coin-sync-lock"
-    )
-    lease_duration_seconds: int = setting(
-        "LEASE_DURATION_SECONDS", p.positive_int, "duración del Lease, en segundos", 60
-    )
-    status_configmap: str = setting(
-        "STATUS_CONFIGMAP", p.text, "ConfigMap con la última pasada y las sincronizaciones ambiguas", "coin-sync-status"
-    )
-
-
-@dataclass(frozen=True)
-class MetricsSettings:
-    pushgateway_url: str | None = setting(
-        "METRICS_PUSHGATEWAY_URL", p.http_url, "envía las métricas de cada pasada a ese Pushgateway (HTTP POST)", None
-    )
-    job: str = setting("METRICS_JOB", p.text, "etiqueta 'job' de la agrupación en el Pushgateway", "coin-sync")
-    username: str | None = setting(
-        "METRICS_PUSHGATEWAY_USERNAME", p.text, "usuario de autenticación básica del Pushgateway", None
-    )
-    password: str | None = setting(
-        "METRICS_PUSHGATEWAY_PASSWORD",
-        p.text,
-        "contraseña de autenticación básica del Pushgateway; nunca se registra",
-        None,
-        secret=True,
-    )
-    password_file: Path | None = setting(
-        "METRICS_PUSHGATEWAY_PASSWORD_FILE", p.path, "fichero con esa contraseña (alternativa a la variable)", None
-    )
-    textfile: Path | None = setting(
-        "METRICS_TEXTFILE",
-        p.path,
-        "escribe las métricas en ese fichero .prom para el textfile collector de node_exporter",
-        None,
-    )
-    port: int | None = setting("METRICS_PORT", p.port, "solo para 'loop': sirve /metrics en ese puerto", None)
-    address: str = setting("METRICS_ADDRESS", p.host, "solo para 'loop': dirección de METRICS_PORT", "0.0.0.0")
-
-    @property
-    def enabled(self) -> bool:
-        return self.pushgateway_url is not None or self.textfile is not None
-
-
-@dataclass(frozen=True)
-class Settings:
-    backend: BackendSettings = field(default_factory=BackendSettings)
-    retry: RetrySettings = field(default_factory=RetrySettings)
-    sync: SyncSettings = field(default_factory=SyncSettings)
-    log: LogSettings = field(default_factory=LogSettings)
-    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
-    metrics: MetricsSettings = field(default_factory=MetricsSettings)
-    config_file: Path | None = None
-
-    def describe(self) -> list[tuple[str, str]]:
-        """(ENV_NAME, shown value) pairs for the banner; secrets masked."""
-        shown = []
-        for f in FIELDS:
-            value = f.value(self)
-            if f.secret:
-                text = "****" if value else "(no definido)"
-            elif f.env in ("BACKEND_URL", "METRICS_PUSHGATEWAY_URL") and value:
-                text = p.redact_url(value)
-            elif isinstance(value, tuple):
-                text = ",".join(value) or ("(todos)" if f.env == "SYMBOLS_TO_SYNC" else "(ninguno)")
-            elif value is None:
-                text = "(no definido)"
-            else:
-                text = str(value)
-            shown.append((f.env, text))
-        return shown
-
-
-@dataclass(frozen=True)
-class Field:
-    """One setting as the outside world names it (env, flag) and where it lives."""
-
-    env: str
-    group: str
-    name: str
-    spec: Spec
-
-    @property
-    def flag(self) -> str:
-        return "--" + self.env.lower().replace("_", "-")
-
-    @property
-    def help(self) -> str:
-        return self.spec.help
-
-    @property
-    def secret(self) -> bool:
-        return self.spec.secret
-
-    def value(self, settings: Settings) -> Any:
-        return getattr(getattr(settings, self.group), self.name)
-
-    def default(self) -> Any:
-        return self.value(Settings())
-
-
-def _fields() -> Iterator[Field]:
-    for group in fields(Settings):
-        if not isinstance(group.default_factory, type):
-            continue
-        for f in fields(group.default_factory):
-            yield Field(f.metadata[SPEC].env, group.name, f.name, f.metadata[SPEC])
-
-
-FIELDS: tuple[Field, ...] = tuple(_fields())
-FIELDS_BY_ENV = {f.env: f for f in FIELDS}
-
-
-def setting_names() -> list[str]:
-    """Every settable name, for docs and tests."""
-    return [f.env for f in FIELDS]
-
-
-def settings_from(values: Mapping[str, Any], config_file: Path | None = None) -> Settings:
-    """Settings from typed values keyed by ENV name; the rest keep their defaults."""
-    groups: dict[str, dict[str, Any]] = {}
-    for env, value in values.items():
-        f = FIELDS_BY_ENV[env]
-        groups.setdefault(f.group, {})[f.name] = value
-    base = Settings()
-    return replace(
-        base,
-        config_file=config_file,
-        **{group: replace(getattr(base, group), **kw) for group, kw in groups.items()},
-    )
+__all__ = [
+    "FIELDS",
+    "BackendSettings",
+    "ConfigError",
+    "KubernetesSettings",
+    "LogSettings",
+    "MetricsSettings",
+    "RetrySettings",
+    "Settings",
+    "SyncSettings",
+    "load_settings",
+    "setting_names",
+    "settings_from",
+]
 
 
 def load_settings(

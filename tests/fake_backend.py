@@ -50,8 +50,12 @@ FIRST_RECORD = datetime(2025, 6, 1, tzinfo=UTC)
 MISSING_SYMBOL = "El parámetro 'symbol' es requerido"
 GATE_LIMIT = 30.0  # a paused sync never waits longer, whatever the test forgot
 HEALTHY = {"status": "healthy", "service": "binance-backend", "database": "connected"}
-UNHEALTHY = {"status": "unhealthy", "service": "binance-backend", "database": "disconnected",
-             "error": "No se puede conectar a MongoDB"}
+UNHEALTHY = {
+    "status": "unhealthy",
+    "service": "binance-backend",
+    "database": "disconnected",
+    "error": "No se puede conectar a MongoDB",
+}
 # What bad_timestamp() can make a symbol's last_record; "missing" drops the key.
 BAD_TIMESTAMPS: dict[str, Callable[[datetime], Any]] = {
     "missing": lambda now: None,
@@ -62,9 +66,30 @@ BAD_TIMESTAMPS: dict[str, Callable[[datetime], Any]] = {
     "ancient": lambda now: "1970-01-01T00:00:00+00:00",
 }
 REAL_SYMBOLS = (
-    "BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT", "ADAUSDT", "DOGEUSDT", "TRXUSDT",
-    "AVAXUSDT", "DOTUSDT", "LINKUSDT", "LTCUSDT", "BCHUSDT", "ATOMUSDT", "UNIUSDT", "XLMUSDT",
-    "ETCUSDT", "FILUSDT", "NEARUSDT", "APTUSDT", "ARBUSDT", "OPUSDT", "SUIUSDT", "PEPEUSDT",
+    "BTCUSDT",
+    "ETHUSDT",
+    "BNBUSDT",
+    "SOLUSDT",
+    "XRPUSDT",
+    "ADAUSDT",
+    "DOGEUSDT",
+    "TRXUSDT",
+    "AVAXUSDT",
+    "DOTUSDT",
+    "LINKUSDT",
+    "LTCUSDT",
+    "BCHUSDT",
+    "ATOMUSDT",
+    "UNIUSDT",
+    "XLMUSDT",
+    "ETCUSDT",
+    "FILUSDT",
+    "NEARUSDT",
+    "APTUSDT",
+    "ARBUSDT",
+    "OPUSDT",
+    "SUIUSDT",
+    "PEPEUSDT",
 )
 
 
@@ -103,8 +128,7 @@ def error500(message: str = "Binance rate limit", *, delay: float = 0.0) -> Answ
 
 # The real backend relays an exchange failure as a 500 whose message is its HTTP client's
 # text (backend-contract.md, "What the running backend really does").
-EXCHANGE_URL = ("https://api.binance.com/api/v3/klines?symbol={symbol}&interval=1m"
-                "&startTime=1748736000000&limit=1000")
+EXCHANGE_URL = "https://api.binance.com/api/v3/klines?symbol={symbol}&interval=1m&startTime=1748736000000&limit=1000"
 EXCHANGE_ERRORS = {
     "invalid_symbol": "400, message='Bad Request', url=URL('{url}')",
     "rate_limited": "429, message='Too Many Requests', url=URL('{url}')",
@@ -123,8 +147,14 @@ def exchange_error(kind: str, symbol: str = "BTCUSDT", *, delay: float = 0.0) ->
     return error500(message, delay=delay)
 
 
-def status(code: int, body: str = "<html>Bad Gateway</html>", content_type: str = "text/html",
-           headers: dict[str, str] | None = None, *, delay: float = 0.0) -> Answer:
+def status(
+    code: int,
+    body: str = "<html>Bad Gateway</html>",
+    content_type: str = "text/html",
+    headers: dict[str, str] | None = None,
+    *,
+    delay: float = 0.0,
+) -> Answer:
     """A proxy/gateway style answer (502/503/504...), by default not JSON."""
     return Answer("raw", code, body.encode(), content_type, tuple((headers or {}).items()), delay)
 
@@ -329,11 +359,20 @@ class _Handler(BaseHTTPRequestHandler):
 class FakeBackend:
     """The backend double. Scripting and records are thread-safe while it runs."""
 
-    def __init__(self, symbols: int | list[str] = 3, *, latency: float = 0.0,
-                 host: str = "127.0.0.1", port: int = 0, symbols_shape: str = "objects",
-                 clock: Callable[[], datetime] | None = None, frozen: Iterable[str] = (),
-                 lags: dict[str, float] | None = None, behind: dict[str, float] | None = None,
-                 load: Load | None = None) -> None:
+    def __init__(
+        self,
+        symbols: int | list[str] = 3,
+        *,
+        latency: float = 0.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        symbols_shape: str = "objects",
+        clock: Callable[[], datetime] | None = None,
+        frozen: Iterable[str] = (),
+        lags: dict[str, float] | None = None,
+        behind: dict[str, float] | None = None,
+        load: Load | None = None,
+    ) -> None:
         self.symbols: list[str] = generate_symbols(symbols) if isinstance(symbols, int) else list(symbols)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.lags: dict[str, float] = dict(lags or {})  # seconds behind the newest complete minute
@@ -380,8 +419,12 @@ class FakeBackend:
                 self.port = server.server_address[1]  # keep it: restarts reuse this port
                 self._server, self._dead = server, False
                 # A short poll keeps refuse_connections()/stop() snappy.
-                threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02},
-                                 name=f"fake-backend-{self.port}", daemon=True).start()
+                threading.Thread(
+                    target=server.serve_forever,
+                    kwargs={"poll_interval": 0.02},
+                    name=f"fake-backend-{self.port}",
+                    daemon=True,
+                ).start()
         return self
 
     def stop(self) -> None:
@@ -478,8 +521,9 @@ class FakeBackend:
 
     def sync_calls(self, symbol: str | None = None) -> list[Call]:
         with self._lock:
-            return [c for c in self.calls
-                    if c.method == "POST" and c.path == "/api/sync" and symbol in (None, c.symbol)]
+            return [
+                c for c in self.calls if c.method == "POST" and c.path == "/api/sync" and symbol in (None, c.symbol)
+            ]
 
     def reset_records(self) -> None:
         with self._lock:
@@ -510,9 +554,12 @@ class FakeBackend:
         crc = _crc(symbol)
         total = self._totals.get(symbol, 200_000 + crc % 50_000)
         stats: dict[str, Any] = {
-            "symbol": symbol, "total_records": total, "first_record": FIRST_RECORD.isoformat(),
+            "symbol": symbol,
+            "total_records": total,
+            "first_record": FIRST_RECORD.isoformat(),
             "last_record": self._frozen.get(symbol) or self._live_last_record(symbol),
-            "last_price": round(0.05 + (crc % 9_000_000) / 97.0, 4)}
+            "last_price": round(0.05 + (crc % 9_000_000) / 97.0, 4),
+        }
         stats["last_record"] = stats["last_record"].isoformat()
         bad = self._bad.get(symbol)
         if bad == "missing":
@@ -620,21 +667,33 @@ class FakeBackend:
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     cut = args.index("--") if "--" in args else len(args)
-    args, cmd, wrapping = args[:cut], args[cut + 1:], cut < len(args)
+    args, cmd, wrapping = args[:cut], args[cut + 1 :], cut < len(args)
     parser = argparse.ArgumentParser(
         description="Backend falso de coin-sync. Con '-- CMD ...' ejecuta CMD con "
-                    "BACKEND_URL apuntando a él y sale con su código.")
+        "BACKEND_URL apuntando a él y sale con su código."
+    )
     parser.add_argument("--port", type=int, default=None, help="puerto (8888; con '--', uno libre cualquiera)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--symbols", type=int, default=3, help="cuántos símbolos lista (hasta 5000)")
     parser.add_argument("--latency", type=float, default=0.0, help="segundos por cada /api/sync")
     parser.add_argument("--list-shape", choices=("objects", "strings"), default="objects")
-    parser.add_argument("--frozen", action="append", default=[], metavar="SÍMBOLO[,SÍMBOLO]",
-                        help="símbolo congelado: sincroniza con 0 registros y su last_record no avanza")
-    parser.add_argument("--lag", action="append", default=[], metavar="SÍMBOLO=SEGUNDOS",
-                        help="retraso del last_record de un símbolo")
-    parser.add_argument("--bad-timestamp", action="append", default=[], metavar="SÍMBOLO=TIPO",
-                        help="last_record erróneo: " + ", ".join(BAD_TIMESTAMPS))
+    parser.add_argument(
+        "--frozen",
+        action="append",
+        default=[],
+        metavar="SÍMBOLO[,SÍMBOLO]",
+        help="símbolo congelado: sincroniza con 0 registros y su last_record no avanza",
+    )
+    parser.add_argument(
+        "--lag", action="append", default=[], metavar="SÍMBOLO=SEGUNDOS", help="retraso del last_record de un símbolo"
+    )
+    parser.add_argument(
+        "--bad-timestamp",
+        action="append",
+        default=[],
+        metavar="SÍMBOLO=TIPO",
+        help="last_record erróneo: " + ", ".join(BAD_TIMESTAMPS),
+    )
     opts = parser.parse_args(args)
     try:
         lags = {k: float(v) for k, v in (item.split("=", 1) for item in opts.lag)}
@@ -649,8 +708,15 @@ def main(argv: list[str] | None = None) -> int:
     if opts.symbols < 0 or opts.latency < 0:
         parser.error("--symbols y --latency no pueden ser negativos")
     port = opts.port if opts.port is not None else (0 if wrapping else 8888)
-    backend = FakeBackend(opts.symbols, latency=opts.latency, host=opts.host, port=port,
-                          symbols_shape=opts.list_shape, frozen=frozen, lags=lags)
+    backend = FakeBackend(
+        opts.symbols,
+        latency=opts.latency,
+        host=opts.host,
+        port=port,
+        symbols_shape=opts.list_shape,
+        frozen=frozen,
+        lags=lags,
+    )
     for symbol, kind in bad.items():
         backend.bad_timestamp(symbol, kind)
     try:
@@ -670,8 +736,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         if not cmd:
-            print(f"Backend falso escuchando en {backend.url} ({len(backend.symbols)} símbolos, "
-                  f"latencia {opts.latency} s). Ctrl+C para detenerlo.", flush=True)
+            print(
+                f"Backend falso escuchando en {backend.url} ({len(backend.symbols)} símbolos, "
+                f"latencia {opts.latency} s). Ctrl+C para detenerlo.",
+                flush=True,
+            )
             while not stopping.wait(1.0):
                 pass
             return 0

@@ -33,10 +33,10 @@ from fake_backend import (
 SCRIPT = str(Path(__file__).resolve().parent / "fake_backend.py")
 
 
-def sync(backend: FakeBackend, symbol: str, session: requests.Session | None = None,
-         timeout: float = 5) -> requests.Response:
-    return (session or requests).post(f"{backend.url}/api/sync", json={"symbol": symbol},
-                                      timeout=timeout)
+def sync(
+    backend: FakeBackend, symbol: str, session: requests.Session | None = None, timeout: float = 5
+) -> requests.Response:
+    return (session or requests).post(f"{backend.url}/api/sync", json={"symbol": symbol}, timeout=timeout)
 
 
 def test_health_down_for_a_while_then_up(fake_backend: FakeBackend) -> None:
@@ -59,12 +59,14 @@ def test_symbols_both_shapes(fake_backend: FakeBackend) -> None:
     assert [s["symbol"] for s in body["symbols"]] == ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
     assert {"total_records", "first_record", "last_record", "last_price"} <= set(body["symbols"][0])
     fake_backend.symbols_shape = "strings"
-    assert requests.get(f"{fake_backend.url}/api/symbols", timeout=5).json() == [
-        "BTCUSDT", "ETHUSDT", "BNBUSDT"]
+    assert requests.get(f"{fake_backend.url}/api/symbols", timeout=5).json() == ["BTCUSDT", "ETHUSDT", "BNBUSDT"]
     fake_backend.symbols = []
     fake_backend.symbols_shape = "objects"
     assert requests.get(f"{fake_backend.url}/api/symbols", timeout=5).json() == {
-        "success": True, "count": 0, "symbols": []}
+        "success": True,
+        "count": 0,
+        "symbols": [],
+    }
     names = generate_symbols(5000)
     assert len(set(names)) == 5000 and names[-1] == "C4999USDT"
 
@@ -102,7 +104,7 @@ def test_exchange_errors_in_the_real_backends_shape(fake_backend: FakeBackend) -
     assert body["message"].startswith("400, message='Bad Request', url=URL('https://api.binance.com/api/v3/klines?")
     assert "symbol=BTCUSTD&" in body["message"]
     fake_backend.script("BTCUSDT", exchange_error("banned"), exchange_error("rate_limited"))
-    assert sync(fake_backend, "BTCUSDT").json()["message"].startswith("418, message=\"I'm a Teapot\", url=URL(")
+    assert sync(fake_backend, "BTCUSDT").json()["message"].startswith('418, message="I\'m a Teapot", url=URL(')
     assert sync(fake_backend, "BTCUSDT").json()["message"].startswith("429, message='Too Many Requests'")
     with pytest.raises(ValueError):
         exchange_error("nope")
@@ -156,8 +158,12 @@ def test_400_shapes(fake_backend: FakeBackend) -> None:
 
 def test_records_headers_body_and_timing(fake_backend: FakeBackend) -> None:
     fake_backend.latency = 0.05
-    requests.post(f"{fake_backend.url}/api/sync", json={"symbol": "BTCUSDT"},
-                  headers={"Authorization": "Bearer s3cret"}, timeout=5)
+    requests.post(
+        f"{fake_backend.url}/api/sync",
+        json={"symbol": "BTCUSDT"},
+        headers={"Authorization": "Bearer s3cret"},
+        timeout=5,
+    )
     (call,) = fake_backend.sync_calls()
     assert call.symbol == "BTCUSDT" and call.status == 200 and b"BTCUSDT" in call.body
     assert call.header("authorization") == "Bearer s3cret"
@@ -221,17 +227,28 @@ def test_tcp_nodelay_keeps_keepalive_round_trips_fast(fake_backend: FakeBackend)
 
 
 def test_cli_runs_command_and_returns_its_exit_code() -> None:
-    child = ("import os, sys; sys.exit(7 if os.environ['BACKEND_URL']"
-             ".startswith('http://127.0.0.1:') and os.environ['LOG_DIR'] else 1)")
+    child = (
+        "import os, sys; sys.exit(7 if os.environ['BACKEND_URL']"
+        ".startswith('http://127.0.0.1:') and os.environ['LOG_DIR'] else 1)"
+    )
     env = {k: v for k, v in os.environ.items() if k != "LOG_DIR"}
-    done = subprocess.run([sys.executable, SCRIPT, "--symbols", "5", "--", sys.executable, "-c",
-                           child], check=False, env=env, capture_output=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, SCRIPT, "--symbols", "5", "--", sys.executable, "-c", child],
+        check=False,
+        env=env,
+        capture_output=True,
+        timeout=30,
+    )
     assert done.returncode == 7, done.stderr
 
 
 def test_cli_standalone_stops_cleanly_on_sigterm(free_port: int) -> None:
-    proc = subprocess.Popen([sys.executable, SCRIPT, "--port", str(free_port), "--symbols", "50"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, SCRIPT, "--port", str(free_port), "--symbols", "50"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     assert f"http://127.0.0.1:{free_port}" in line
@@ -243,10 +260,16 @@ def test_cli_standalone_stops_cleanly_on_sigterm(free_port: int) -> None:
 
 
 def test_cli_forwards_sigterm_to_the_command() -> None:
-    child = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(43)); "
-             "print('listo', flush=True); time.sleep(30)")
-    proc = subprocess.Popen([sys.executable, SCRIPT, "--", sys.executable, "-c", child],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *_: sys.exit(43)); "
+        "print('listo', flush=True); time.sleep(30)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, SCRIPT, "--", sys.executable, "-c", child],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "listo"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=10)
@@ -260,11 +283,14 @@ def _last_records(backend: FakeBackend) -> dict[str, str | None]:
 
 def test_live_clock_lags_and_frozen_symbols() -> None:
     now = [datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)]
-    with FakeBackend(["BTCUSDT", "ETHUSDT", "BNBUSDT"], clock=lambda: now[0], frozen={"ETHUSDT"},
-                     lags={"BNBUSDT": 600}) as backend:
-        assert _last_records(backend) == {"BTCUSDT": "2026-01-01T11:59:00+00:00",
-                                          "ETHUSDT": "2026-01-01T11:59:00+00:00",
-                                          "BNBUSDT": "2026-01-01T11:49:00+00:00"}
+    with FakeBackend(
+        ["BTCUSDT", "ETHUSDT", "BNBUSDT"], clock=lambda: now[0], frozen={"ETHUSDT"}, lags={"BNBUSDT": 600}
+    ) as backend:
+        assert _last_records(backend) == {
+            "BTCUSDT": "2026-01-01T11:59:00+00:00",
+            "ETHUSDT": "2026-01-01T11:59:00+00:00",
+            "BNBUSDT": "2026-01-01T11:49:00+00:00",
+        }
         now[0] += timedelta(minutes=5)
         btc, eth = sync(backend, "BTCUSDT").json(), sync(backend, "ETHUSDT").json()
         assert btc["statistics"]["last_record"] == "2026-01-01T12:04:00+00:00"
@@ -288,9 +314,25 @@ def test_bad_timestamps_on_request(fake_backend: FakeBackend) -> None:
 
 
 def test_cli_frozen_lag_and_bad_timestamp_flags(free_port: int) -> None:
-    proc = subprocess.Popen([sys.executable, SCRIPT, "--port", str(free_port), "--symbols", "3",
-                             "--frozen", "ETHUSDT", "--lag", "ETHUSDT=900", "--bad-timestamp", "BNBUSDT=garbage"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            SCRIPT,
+            "--port",
+            str(free_port),
+            "--symbols",
+            "3",
+            "--frozen",
+            "ETHUSDT",
+            "--lag",
+            "ETHUSDT=900",
+            "--bad-timestamp",
+            "BNBUSDT=garbage",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None and "escuchando" in proc.stdout.readline()
         url = f"http://127.0.0.1:{free_port}"

@@ -209,6 +209,7 @@ Output: YAML of the map; use with fromYaml.
   "SYMBOLS_INCLUDE" $lists.include
   "SYMBOLS_EXCLUDE" $lists.exclude
   "SYNC_CONCURRENCY" (include "coin-sync.num" $c.syncConcurrency)
+  "SYNC_CONCURRENCY_MAX" (include "coin-sync.num" $c.syncConcurrencyMax)
   "BACKEND_WAIT_SECONDS" (include "coin-sync.num" $c.backendWaitSeconds)
   "PASS_DEADLINE_SECONDS" (include "coin-sync.num" $c.passDeadlineSeconds)
   "SHUTDOWN_GRACE_SECONDS" (include "coin-sync.num" $c.shutdownGraceSeconds)
@@ -216,6 +217,17 @@ Output: YAML of the map; use with fromYaml.
   "STALE_AFTER_SECONDS" (include "coin-sync.num" $c.staleAfterSeconds)
   "FAIL_ON_STALE" (toString $c.failOnStale)
 }}
+{{- $budget := $c.passBudgetSeconds }}
+{{- if kindIs "invalid" $budget }}
+{{- /* 5/6 of the interval between passes (50 s of a minute), as the loop does. */}}
+{{- $every := include "coin-sync.scheduleSeconds" . | int64 }}
+{{- if $every }}
+{{- $budget = div (mul $every 5) 6 }}
+{{- end }}
+{{- end }}
+{{- if not (kindIs "invalid" $budget) }}
+{{- $_ := set $env "PASS_BUDGET_SECONDS" (include "coin-sync.num" $budget) }}
+{{- end }}
 {{- if not (kindIs "invalid" $c.ambiguousHoldSeconds) }}
 {{- $_ := set $env "AMBIGUOUS_HOLD_SECONDS" (include "coin-sync.num" $c.ambiguousHoldSeconds) }}
 {{- end }}
@@ -509,7 +521,7 @@ CRONJOB_NAME (the CronJob's name, also in Jobs created from it by hand).
 Seconds between two passes: metrics.intervalSeconds, else from `schedule` for the
 forms whose interval is constant. Anything else fails with a message.
 */}}
-{{- define "coin-sync.intervalSeconds" -}}
+{{- define "coin-sync.scheduleSeconds" -}}
 {{- if ne .Values.metrics.intervalSeconds nil }}
 {{- int64 .Values.metrics.intervalSeconds }}
 {{- else }}
@@ -536,11 +548,17 @@ forms whose interval is constant. Anything else fails with a message.
 {{- $out = 86400 }}
 {{- end }}
 {{- end }}
-{{- if not $out }}
-{{- fail (printf "metrics: no se puede deducir el intervalo entre pasadas de schedule %q (las alertas y el dashboard lo necesitan): indica metrics.intervalSeconds" $s) }}
-{{- end }}
 {{- $out }}
 {{- end }}
+{{- end }}
+
+{{/* The same, or a fail: the alerts and the dashboard cannot do without it. */}}
+{{- define "coin-sync.intervalSeconds" -}}
+{{- $out := include "coin-sync.scheduleSeconds" . | int64 }}
+{{- if not $out }}
+{{- fail (printf "metrics: no se puede deducir el intervalo entre pasadas de schedule %q (las alertas y el dashboard lo necesitan): indica metrics.intervalSeconds" (.Values.schedule | trim)) }}
+{{- end }}
+{{- $out }}
 {{- end }}
 
 {{/* Age in seconds above which a symbol's data is stale (alerts, ratio, dashboard). */}}

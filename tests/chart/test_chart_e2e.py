@@ -147,9 +147,7 @@ def test_cronjob_pass_against_fake_backend(helm: Helm, fake_backend: Backend, tm
     assert list(Path(env["LOG_DIR"]).glob("coin_sync_*.txt")), "sin ficheros de log en LOG_DIR"
 
 
-def test_sharded_cronjob_passes_with_token_and_config_file(
-    helm: Helm, fake_backend: Backend, tmp_path: Path
-) -> None:
+def test_sharded_cronjob_passes_with_token_and_config_file(helm: Helm, fake_backend: Backend, tmp_path: Path) -> None:
     docs = helm.render(
         set_values=[
             f"backend.url={fake_backend.url}",

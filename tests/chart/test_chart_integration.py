@@ -70,9 +70,7 @@ def test_rolebinding(default_docs: list[Doc]) -> None:
         "kind": "Role",
         "name": FULLNAME,
     }
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}
-    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
 
 
 def test_integration_on_mounts_token_and_sets_env(default_docs: list[Doc]) -> None:
@@ -109,9 +107,7 @@ def test_sharded_lease_names_in_rbac(helm: Helm, shards: int) -> None:
     docs = helm.render(set_values=[f"shards={shards}"])
     role = find_one(docs, "Role")
     named = rules_by_resource(role)[("coordination.k8s.io", "leases", True)]
-    assert named["resourceNames"] == [f"{FULLNAME}-lock"] + [
-        f"{FULLNAME}-lock-{i}" for i in range(shards)
-    ]
+    assert named["resourceNames"] == [f"{FULLNAME}-lock"] + [f"{FULLNAME}-lock-{i}" for i in range(shards)]
     data = find_one(docs, "ConfigMap", f"{FULLNAME}-env")["data"]
     assert data["LEASE_NAME"] == f"{FULLNAME}-lock"  # the program appends -<index>
 
@@ -223,9 +219,7 @@ def test_rbac_is_never_bound_to_the_default_service_account(helm: Helm) -> None:
         ["serviceAccount.create=false", "kubernetes.integration.mode=off"],
     ],
 )
-def test_no_service_account_is_fine_without_a_default_binding(
-    helm: Helm, values: list[str]
-) -> None:
+def test_no_service_account_is_fine_without_a_default_binding(helm: Helm, values: list[str]) -> None:
     docs = helm.render(set_values=values)
     for binding in find_all(docs, "RoleBinding"):
         assert binding["subjects"][0]["name"] != "default"

@@ -31,9 +31,7 @@ def assert_every_rule_has_to(docs: list[Doc]) -> None:
 
 
 @pytest.mark.parametrize("name", ["full-values", "sharded-values", "integration-off-values"])
-def test_ci_network_policies_name_every_destination(
-    ci_docs: dict[str, list[Doc]], name: str
-) -> None:
+def test_ci_network_policies_name_every_destination(ci_docs: dict[str, list[Doc]], name: str) -> None:
     assert_every_rule_has_to(ci_docs[name])
 
 
@@ -45,16 +43,17 @@ def test_ci_network_policies_name_every_destination(
         (["kubernetes.integration.mode=off"], [BACKEND_TO], 2),
         (
             [],
-            [BACKEND_TO, API_CIDRS,
-             'networkPolicy.extraEgress=[{"to":[{"ipBlock":{"cidr":"192.0.2.0/24"}}],'
-             '"ports":[{"protocol":"TCP","port":9090}]}]'],
+            [
+                BACKEND_TO,
+                API_CIDRS,
+                'networkPolicy.extraEgress=[{"to":[{"ipBlock":{"cidr":"192.0.2.0/24"}}],'
+                '"ports":[{"protocol":"TCP","port":9090}]}]',
+            ],
             4,
         ),
     ],
 )
-def test_every_egress_rule_has_to(
-    helm: Helm, set_values: list[str], set_json: list[str], rules: int
-) -> None:
+def test_every_egress_rule_has_to(helm: Helm, set_values: list[str], set_json: list[str], rules: int) -> None:
     docs = helm.render(set_values=["networkPolicy.enabled=true", *set_values], set_json=set_json)
     assert len(egress(docs)) == rules
     assert_every_rule_has_to(docs)
@@ -86,9 +85,7 @@ def test_dns_goes_to_kube_dns_only_by_default(helm: Helm) -> None:
         ([], [BACKEND_TO, API_CIDRS, "networkPolicy.dns.to=[]"], "networkPolicy.dns.to está vacío"),
     ],
 )
-def test_missing_destinations_fail(
-    helm: Helm, set_values: list[str], set_json: list[str], message: str
-) -> None:
+def test_missing_destinations_fail(helm: Helm, set_values: list[str], set_json: list[str], message: str) -> None:
     result = helm.template(set_values=["networkPolicy.enabled=true", *set_values], set_json=set_json)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
@@ -164,10 +161,20 @@ def cluster(helm: Helm, objects: Mapping[str, Doc]) -> Iterator[list[str]]:
 
 def template_on_server(helm: Helm, *args: str) -> list[Doc]:
     result = helm.run(
-        "template", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE,
-        "--dry-run=server", "--disable-openapi-validation",
-        "--show-only", "templates/networkpolicy.yaml",
-        "--set", "networkPolicy.enabled=true", "--set-json", BACKEND_TO, *args,
+        "template",
+        RELEASE,
+        str(CHART_DIR),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=server",
+        "--disable-openapi-validation",
+        "--show-only",
+        "templates/networkpolicy.yaml",
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set-json",
+        BACKEND_TO,
+        *args,
     ).check()
     return parse_docs(result.stdout)
 
@@ -209,9 +216,17 @@ def test_api_server_cidrs_win_over_the_lookup(helm: Helm) -> None:
 def test_api_server_unknown_to_the_cluster_fails(helm: Helm) -> None:
     with cluster(helm, {}):
         result = helm.run(
-            "template", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE,
-            "--dry-run=server", "--disable-openapi-validation",
-            "--set", "networkPolicy.enabled=true", "--set-json", BACKEND_TO,
+            "template",
+            RELEASE,
+            str(CHART_DIR),
+            "--namespace",
+            NAMESPACE,
+            "--dry-run=server",
+            "--disable-openapi-validation",
+            "--set",
+            "networkPolicy.enabled=true",
+            "--set-json",
+            BACKEND_TO,
         )
     assert result.returncode != 0
     assert "networkPolicy.apiServer.cidrs está vacío" in result.stderr, result.stderr
@@ -219,8 +234,10 @@ def test_api_server_unknown_to_the_cluster_fails(helm: Helm) -> None:
 
 def test_peers_render_as_given(helm: Helm) -> None:
     peers = [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "markets"}},
-         "podSelector": {"matchLabels": {"app": "backend"}}},
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "markets"}},
+            "podSelector": {"matchLabels": {"app": "backend"}},
+        },
         {"ipBlock": {"cidr": "203.0.113.0/24", "except": ["203.0.113.128/25"]}},
     ]
     docs = helm.render(

@@ -45,7 +45,9 @@ DEFAULT_ENV = {
     "SYMBOLS_TO_SYNC": "",
     "SYMBOLS_INCLUDE": "",
     "SYMBOLS_EXCLUDE": "",
-    "SYNC_CONCURRENCY": "8",
+    "SYNC_CONCURRENCY": "auto",
+    "SYNC_CONCURRENCY_MAX": "64",
+    "PASS_BUDGET_SECONDS": "50",  # 5/6 of a minute: the pass fits its schedule
     "BACKEND_WAIT_SECONDS": "60",
     "PASS_DEADLINE_SECONDS": "0",
     "SHUTDOWN_GRACE_SECONDS": "20",
@@ -157,7 +159,7 @@ def test_default_pod_failure_policy(default_docs: list[Doc]) -> None:
         "rules": [
             {
                 "action": "FailJob",
-                "onExitCodes": {"containerName": "coin-sync", "operator": "In", "values": [2]},
+                "onExitCodes": {"containerName": "coin-sync", "operator": "In", "values": [2, 4]},
             },
             {
                 "action": "Ignore",
@@ -175,7 +177,7 @@ def test_default_container(default_docs: list[Doc]) -> None:
     assert "command" not in c
     assert c["envFrom"] == [{"configMapRef": {"name": f"{FULLNAME}-env"}}]
     assert c["resources"] == {
-        "requests": {"cpu": "50m", "memory": "96Mi"},
+        "requests": {"cpu": "100m", "memory": "96Mi"},
         "limits": {"memory": "256Mi"},
     }
     assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
@@ -358,6 +360,8 @@ def test_full_env_configmap(full: list[Doc]) -> None:
         "SYMBOLS_EXCLUDE": "LUNAUSDT,USTCUSDT",
         "AMBIGUOUS_HOLD_SECONDS": "900",
         "SYNC_CONCURRENCY": "16",
+        "SYNC_CONCURRENCY_MAX": "64",
+        "PASS_BUDGET_SECONDS": "250",  # 5/6 of "*/5 * * * *"
         "BACKEND_WAIT_SECONDS": "90",
         "PASS_DEADLINE_SECONDS": "1200",
         "SHUTDOWN_GRACE_SECONDS": "25",
@@ -570,7 +574,7 @@ def test_shards_with_backoff_limit_per_index(helm: Helm, kube_version: str) -> N
     assert "backoffLimit" not in job
     # FailIndex requires backoffLimitPerIndex; it fails the shard at once.
     assert fail_rule(docs)["action"] == "FailIndex"
-    assert fail_rule(docs)["onExitCodes"]["values"] == [2]
+    assert fail_rule(docs)["onExitCodes"]["values"] == [2, 4]
     assert env_configmap(docs)["SHARD_COUNT"] == "4"
     assert "JOB_COMPLETION_INDEX" not in env_configmap(docs)  # Kubernetes sets it
     assert "SHARD_INDEX" not in env_configmap(docs)
@@ -791,7 +795,7 @@ def test_exit_codes_sorted_and_conflicts_rejected(helm: Helm) -> None:
 def test_pod_failure_policy_without_disruption_rule(helm: Helm) -> None:
     docs = helm.render(set_values=["podFailurePolicy.ignoreDisruptions=false"])
     assert job_spec(docs)["podFailurePolicy"]["rules"] == [
-        {"action": "FailJob", "onExitCodes": {"containerName": "coin-sync", "operator": "In", "values": [2]}}
+        {"action": "FailJob", "onExitCodes": {"containerName": "coin-sync", "operator": "In", "values": [2, 4]}}
     ]
     docs = helm.render(set_values=["podFailurePolicy.enabled=false"])
     assert "podFailurePolicy" not in job_spec(docs)
@@ -990,3 +994,27 @@ def test_declared_symbols_and_the_hold_reach_the_program(helm: Helm) -> None:
     settings = load_settings({}, env)
     assert settings.sync.include == ("NEWCOINUSDT", "OTHERUSDT") and settings.sync.ambiguous_hold_seconds == 0
     assert "AMBIGUOUS_HOLD_SECONDS" not in env_configmap(helm.render())  # null: the program's 2 × HTTP_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    ("values", "budget"),
+    [
+        ([], "50"),
+        (["schedule=*/10 * * * *"], "500"),
+        (["schedule=@hourly"], "3000"),
+        (["schedule=0 3 * * 1"], None),  # no interval to derive: no budget
+        (["schedule=0 3 * * 1", "config.passBudgetSeconds=120"], "120"),
+        (["config.passBudgetSeconds=0"], "0"),  # zero renders: "no budget"
+    ],
+)
+def test_the_pass_budget_follows_the_schedule(helm: Helm, values: list[str], budget: str | None) -> None:
+    assert env_configmap(helm.render(set_values=values)).get("PASS_BUDGET_SECONDS") == budget
+
+
+def test_adaptive_concurrency_and_no_service_links_by_default(helm: Helm, default_docs: list[Doc]) -> None:
+    env = env_configmap(default_docs)
+    settings = load_settings({}, env)
+    assert (settings.sync.concurrency, settings.sync.concurrency_max) == ("auto", 64)
+    assert pod_spec(default_docs)["enableServiceLinks"] is False
+    fixed = env_configmap(helm.render(set_values=["config.syncConcurrency=12", "enableServiceLinks=true"]))
+    assert load_settings({}, fixed).sync.concurrency == 12

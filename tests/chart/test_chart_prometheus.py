@@ -151,9 +151,7 @@ def test_stale_alert_and_dashboard_with_real_passes(stack: Stack, helm: Helm, tm
     old, and the others' with a last_record under 60 s old (also in /api/symbols).
     """
     # Frozen three hours behind: stale from the first pass on.
-    backend = FakeBackend(
-        symbols=[CURRENT[0], FROZEN, CURRENT[1]], frozen={FROZEN}, lags={FROZEN: 3 * 3600}
-    ).start()
+    backend = FakeBackend(symbols=[CURRENT[0], FROZEN, CURRENT[1]], frozen={FROZEN}, lags={FROZEN: 3 * 3600}).start()
     try:
         docs = helm.render(
             set_values=[

@@ -39,7 +39,9 @@ UID, GID = (int(x) for x in (RUNTIME.last("USER") or "").split(":"))
 # As root, everything runs as the image's UID/GID; otherwise we already are non-root.
 SWITCH_USER = os.geteuid() == 0
 AS_USER = (UID, GID) if SWITCH_USER else None
-LOG_FILE = re.compile(r"coin_sync_(errors_)?\d{4}-\d{2}-\d{2}\.txt")
+# What a pass may leave in LOG_DIR: its daily logs, and beside them the lock file and the
+# state file of the ambiguous syncs (LOCK_FILE, STATE_FILE).
+LOG_FILE = re.compile(r"coin_sync_(errors_)?\d{4}-\d{2}-\d{2}\.txt|\.coin-sync\.lock|\.coin-sync-state\.json")
 
 
 def _as_user(argv: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:

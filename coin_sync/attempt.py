@@ -47,6 +47,8 @@ def exchange_quota_reason(error: BackendError) -> str | None:
 
 def limiter_signal(error: BackendError) -> Signal:
     """What a failed call says about the backend's load."""
+    if error.rejected_by_exchange:  # "this symbol does not exist" says nothing of load
+        return Signal.NEUTRAL
     if error.kind is ErrorKind.TIMEOUT or error.status in OVERLOAD_STATUSES or error.status == 504:
         return Signal.OVERLOAD
     return Signal.NEUTRAL

@@ -169,10 +169,6 @@ def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
             guard = FileLockGuard(settings.log.lock_file, log)
             lock = guard.acquire()
         report = _guarded_pass(settings, log, stop, lock, kube)
-    except ConfigError as exc:
-        log.error("Configuración inválida: %s", exc)
-        report = new_report(settings, RealClock(), EndReason.BAD_CONFIG)
-        report.detail = str(exc)
     except Exception as exc:
         # One line, no traceback: the report below says the rest, and the Lease must
         # not stay held until it expires.

@@ -72,7 +72,7 @@ def load_settings(
         try:
             values[name] = spec.parse(text)
         except ValueError as exc:
-            shown = "****" if spec.secret else repr(text)
+            shown = "****" if spec.secret else repr(p.redact_credentials(text))
             raise ConfigError(f"{name}: valor inválido {shown}: {exc}") from None
     return _validated(settings_from(values, config_path))
 

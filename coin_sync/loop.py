@@ -136,8 +136,8 @@ class _Loop:
         # A pass should end before the next one is due: unless PASS_BUDGET_SECONDS was
         # set (environment, file or flag, all in `settings`), each pass gets 5/6 of the
         # interval (50 s of a minute), the rest a margin for start-up and the summary.
-        budget = settings.sync.budget_seconds or round(self.interval * BUDGET_SHARE, 3)
-        self.budget = {} if settings.sync.budget_seconds else {"PASS_BUDGET_SECONDS": f"{budget:g}"}
+        unset = settings.sync.budget_seconds is None  # an explicit 0 means "no budget"
+        self.budget = {"PASS_BUDGET_SECONDS": f"{round(self.interval * BUDGET_SHARE, 3):g}"} if unset else {}
         self.grace = settings.sync.shutdown_grace_seconds
         self.child_argv = list(child_argv)
         self.log = log

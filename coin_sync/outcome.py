@@ -88,7 +88,6 @@ class EndReason(Enum):
     LOCK_HELD = ("lock_held", ExitCode.OK, EVENT_SKIPPED)
     LOCK_UNAVAILABLE = ("lock_unavailable", ExitCode.BACKEND_UNAVAILABLE, EVENT_FAILED)
     CRASHED = ("crashed", ExitCode.SYMBOLS_FAILED, EVENT_FAILED)
-    BAD_CONFIG = ("bad_config", ExitCode.BAD_CONFIG, EVENT_FAILED)
 
     def __init__(self, word: str, code: ExitCode | None, event: str | None) -> None:
         self.word = word

@@ -7,6 +7,7 @@ name and value to make the one line the user sees.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,12 @@ def symbol_list(raw: str) -> tuple[str, ...]:
     # Kept raw, empty entries included: normalisation warns about bad names, and
     # warnings need logging, which is not set up yet while settings load.
     return tuple(raw.split(",")) if raw.strip() else ()
+
+
+def redact_credentials(text: str) -> str:
+    """Any user:password in a URL-looking text masked, even when the URL does not parse
+    (a bad port): what a config error may show."""
+    return re.sub(r"//[^/@\s]*@", "//****@", text)
 
 
 def redact_url(url: str) -> str:

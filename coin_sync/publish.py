@@ -29,7 +29,6 @@ END_MARKS = {
     EndReason.LOCK_HELD: " (OMITIDA: otra pasada en curso)",  # Lease or LOCK_FILE
     EndReason.LOCK_UNAVAILABLE: " (NO EJECUTADA: sin cerrojo)",
     EndReason.CRASHED: " (ERROR INTERNO)",
-    EndReason.BAD_CONFIG: " (CONFIGURACIÓN INVÁLIDA)",
     EndReason.EXCHANGE_LIMITED: " (DETENIDA: cuota del exchange agotada)",
 }
 

@@ -80,11 +80,19 @@ def run_pass(ctx: PassContext) -> PassReport:
             pool, syncer = _pool(ctx, memory, started)
             symbols = longest_first(memory.send, _known_last_records(plan, clock.wall()), clock.wall())
             log.info("Sincronizando %d símbolos (concurrencia %s)", len(symbols), _shown_concurrency(s))
-            results, reason = pool.run(symbols)
-            report.concurrency_max, report.concurrency_final = pool.limiter.peak, pool.limiter.limit
-            results = judge_freshness(ctx, results, syncer.last_records, plan.listed_last_records)
-            report.results = results + memory.held_results()
-            memory.finish(report.results)
+            results: list[SymbolResult] = []
+            try:
+                results, reason = pool.run(symbols)
+                report.concurrency_max, report.concurrency_final = pool.limiter.peak, pool.limiter.limit
+                # Held symbols too: one held pass after pass is the one most likely stuck.
+                results = judge_freshness(
+                    ctx, results + memory.held_results(), syncer.last_records, plan.listed_last_records
+                )
+            finally:
+                # Even if something above raised: this pass's ambiguous syncs must be
+                # remembered, or the next pass could re-send a backfill still running.
+                report.results = results
+                memory.finish(results)
             if reason is EndReason.OK and s.sync.fail_on_stale and report.stale:
                 reason = EndReason.STALE
     except Interrupted:
@@ -110,7 +118,7 @@ def _pool(ctx: PassContext, memory: Memory, started: float) -> tuple[Pool, Symbo
     if s.deadline_seconds > 0:
         shown = f"Límite de la pasada ({s.deadline_seconds:.0f} s) alcanzado"
         limits.append(Limit(started + s.deadline_seconds, shown))
-    budget_end = started + s.budget_seconds if s.budget_seconds > 0 else None
+    budget_end = started + s.budget_seconds if s.budget_seconds else None
     if budget_end is not None:
         limits.append(Limit(budget_end, f"Presupuesto de la pasada ({s.budget_seconds:g} s) agotado"))
     limiter = make_limiter(s.concurrency, s.concurrency_max, ctx.clock)

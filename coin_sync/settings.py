@@ -88,11 +88,12 @@ class SyncSettings:
     deadline_seconds: float = setting(
         "PASS_DEADLINE_SECONDS", p.non_negative, "0 = sin límite; si no, deja de despachar tras ese tiempo", 0.0
     )
-    budget_seconds: float = setting(
+    budget_seconds: float | None = setting(
         "PASS_BUDGET_SECONDS",
         p.non_negative,
-        "0 = sin presupuesto; si no, no programa reintentos que acaben después y deja de despachar al agotarlo",
-        0.0,
+        "no programa reintentos que acaben después y deja de despachar al agotarlo; 0 = sin presupuesto; "
+        "sin definir: ninguno ('loop': 5/6 de SYNC_INTERVAL_SECONDS)",
+        None,
     )
     shutdown_grace_seconds: float = setting(
         "SHUTDOWN_GRACE_SECONDS",

@@ -207,6 +207,14 @@ def test_a_budget_set_in_the_settings_is_left_to_them(loop_log: LoopLog) -> None
     assert "PASS_BUDGET_SECONDS" not in loop.children[0].env  # the pass reads it where the loop did
 
 
+def test_an_explicit_zero_budget_is_left_alone(loop_log: LoopLog) -> None:
+    log, _ = loop_log
+    loop = Loop({1: Plan(runs=30, signals=((0.5, TERM),))})
+    loop.settings = settings_from({"SYNC_INTERVAL_SECONDS": 1.0, "PASS_BUDGET_SECONDS": 0.0})
+    assert loop.run(log) == 0
+    assert "PASS_BUDGET_SECONDS" not in loop.children[0].env  # 0 = no budget, not "unset"
+
+
 def test_an_overrun_is_followed_at_once_and_missed_ticks_are_dropped(loop_log: LoopLog) -> None:
     log, records = loop_log
     # Pass 1 takes 2.5 s against a 1 s interval: the ticks at 1 and 2 are missed. Pass 3

@@ -33,7 +33,7 @@ def test_after_a_read_timeout_the_next_pass_holds_it_until_the_backend_finished(
     state, clock = MemoryStateStore(), VirtualClock()
     env = {"HTTP_TIMEOUT": "0.3", "AMBIGUOUS_HOLD_SECONDS": "600"}
     # An hour behind: what its (slow) sync stores moves its last_record on.
-    with FakeBackend(symbols=3, behind={"BTCUSDT": 3600}) as backend:
+    with FakeBackend(symbols=3, behind={"BTCUSDT": 3600}, clock=clock.wall) as backend:
         backend.script("BTCUSDT", hang(1.5))
         first = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
         assert first.code == 1 and "BTCUSDT" in state.state
@@ -45,6 +45,8 @@ def test_after_a_read_timeout_the_next_pass_holds_it_until_the_backend_finished(
         assert len(backend.sync_calls("BTCUSDT")) == 1  # not re-sent while the backend runs it
         btc = next(s for s in second.summary["symbols"] if s["symbol"] == "BTCUSDT")
         assert (btc["status"], btc["skip_reason"]) == ("skipped", "ambiguous_hold")
+        # Held, and still judged: an hour behind is stale, whatever its status.
+        assert btc["stale"] is True and btc["lag_seconds"] >= 3000
         (line,) = second.lines("⏸ BTCUSDT no se envía")
         assert " WARNING " in line and "last_record" in line
         assert second.code == 0  # held, not failed: the other symbols synced

@@ -65,6 +65,11 @@ def test_exchange_quota_is_told_from_the_relayed_message(error: BackendError, ha
         (http(504), Signal.OVERLOAD),
         (BackendError("timeout de lectura (1 s)", ErrorKind.TIMEOUT, may_still_run=True), Signal.OVERLOAD),
         (http(400), Signal.NEUTRAL),
+        # An unknown symbol, relayed as a 500: says nothing of the backend's load.
+        (
+            http(500, "400, message='Bad Request', url=URL('https://api.binance.com/api/v3/klines?symbol=X')"),
+            Signal.NEUTRAL,
+        ),
         (BackendError("respuesta no JSON", ErrorKind.BODY, status=200), Signal.NEUTRAL),
         (BackendError("error de conexión: Connection refused", ErrorKind.CONNECTION), Signal.NEUTRAL),
     ],

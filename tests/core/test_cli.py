@@ -36,6 +36,7 @@ def test_unknown_flag_is_a_usage_error(run_cli) -> None:  # type: ignore[no-unty
         ({"HTTP_TIMEOUT": "0"}, "HTTP_TIMEOUT"),
         ({"MAX_RETRIES": "lots"}, "MAX_RETRIES"),
         ({"BACKEND_URL": "ftp://x"}, "BACKEND_URL"),
+        ({"METRICS_PUSHGATEWAY_URL": "http://ops:s3cr3t-pw@gateway:abc"}, "METRICS_PUSHGATEWAY_URL"),
         ({"LOG_LEVEL": "CHATTY"}, "LOG_LEVEL"),
         ({"CONFIG_FILE": "/nonexistent.yaml"}, "CONFIG_FILE"),
     ],
@@ -45,6 +46,7 @@ def test_bad_config_exits_2_with_one_line(run_cli, env: dict[str, str], named: s
     assert run.code == 2
     assert run.stderr.strip().count("\n") == 0 and named in run.stderr
     assert "Traceback" not in run.stderr and not run.stdout
+    assert "s3cr3t-pw" not in run.stderr  # a URL's password never reaches the message
 
 
 def test_malformed_yaml_and_unknown_key(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ def test_seed_names_and_defaults_are_kept() -> None:
     )
     assert (s.backend.http_timeout, s.retry.max_retries, s.retry.delay_seconds, s.sync.symbols) == (300, 3, 10, ())
     assert (s.sync.concurrency, s.backend.wait_seconds, s.retry.max_delay_seconds) == ("auto", 60, 60)
-    assert (s.sync.concurrency_max, s.sync.budget_seconds, s.sync.max_in_flight) == (64, 0, 64)
+    assert (s.sync.concurrency_max, s.sync.budget_seconds, s.sync.max_in_flight) == (64, None, 64)
     assert (s.sync.deadline_seconds, s.sync.shutdown_grace_seconds, s.sync.shard_count, s.sync.shard_index) == (
         0,
         20,

@@ -3,8 +3,9 @@
 The real backend answers every exchange failure with a 500 whose message is its HTTP
 client's text (../shared/backend-contract.md), e.g.
 ``400, message='Bad Request', url=URL('https://api.binance.com/api/v3/klines?symbol=BTCUSTD&...')``.
-Some of those can never change by retrying (an unknown symbol); rate limits and bans are
-the overload signal (issue 10), still retried for now; everything else is transient.
+Some of those can never change by retrying (an unknown symbol); a rate limit or a ban
+stops the pass (coin_sync.attempt: our retries must not keep a ban alive); everything
+else is transient.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from coin_sync.ordering import longest_first, minutes_behind
+from fake_backend import FakeBackend
+from virtual_clock import VirtualClock
 
 NOW = datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)
 
@@ -49,3 +51,17 @@ def test_minutes_behind() -> None:
     assert minutes_behind(ago(0.5), NOW) == 0
     assert minutes_behind(ago(61), NOW) == 61
     assert minutes_behind(NOW + timedelta(hours=1), NOW) == 0
+
+
+def test_a_pass_dispatches_the_longest_work_first(run_pass) -> None:  # type: ignore[no-untyped-def]
+    """Against the fake backend, one sync at a time: the declared symbol the backend does
+    not list yet (a full backfill) first, then the listed ones oldest first, ties in list
+    order."""
+    clock = VirtualClock()
+    lags = {"ETHUSDT": 3 * 3600, "BNBUSDT": 600, "SOLUSDT": 3 * 3600}
+    symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT"]
+    with FakeBackend(symbols=symbols, lags=lags, clock=clock.wall) as backend:
+        run = run_pass(clock=clock, BACKEND_URL=backend.url, SYNC_CONCURRENCY="1", SYMBOLS_INCLUDE="NEWCOINUSDT")
+        order = [call.symbol for call in backend.sync_calls()]
+    assert run.code == 0, run.log_lines
+    assert order == ["NEWCOINUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "BTCUSDT", "XRPUSDT"]

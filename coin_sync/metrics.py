@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from coin_sync.config import MetricsSettings
 from coin_sync.parsing import redact_url
+from coin_sync.state import write_atomically
 
 Summary = Mapping[str, Any]
 
@@ -188,11 +189,7 @@ def previous_success(path: Path) -> float | None:
 def write_textfile(summary: Summary, path: Path) -> None:
     """Atomically (temporary file beside it, then rename): node_exporter never reads half."""
     last_success = finished_at(summary) if succeeded(summary) else previous_success(path)
-    body = render(summary, last_success)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(body)
-    os.replace(tmp, path)
+    write_atomically(path, render(summary, last_success).decode("utf-8"))
 
 
 def publish_metrics(

@@ -9,7 +9,6 @@ their data in the test's tmp_path and are stopped by pid.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -23,6 +22,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from required import missing
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL_HINT = (
@@ -37,10 +37,7 @@ def tool(name: str) -> str:
     """Path of a tool; fails under CI, skips elsewhere, when it is missing."""
     found = shutil.which(name) or shutil.which(name, path=str(REPO / ".venv" / "bin"))
     if found is None:
-        message = f"falta {name!r}: {INSTALL_HINT}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"falta {name!r}: {INSTALL_HINT}")
     return found
 
 

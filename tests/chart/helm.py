@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +33,6 @@ NAMESPACE = "coin-ns"
 MONITORING_API: tuple[str, ...] = ("monitoring.coreos.com/v1", "monitoring.coreos.com/v1/PrometheusRule")
 # ../shared sits beside the repository in CI and on the developers' machines; its
 # schemas are read from there, never copied in.
-SHARED_SCHEMAS = REPO_ROOT.parent / "shared" / "schemas"
 # The image's ENTRYPOINT, ["python", "-m", "coin_sync"], as run from this checkout.
 LOCAL_ENTRYPOINT: tuple[str, ...] = (sys.executable, "-m", "coin_sync")
 # The image's default CMD (one pass), used when the container sets no args.
@@ -54,19 +52,6 @@ def find_tool(name: str, env_var: str) -> str | None:
         if candidate and shutil.which(candidate):
             return shutil.which(candidate)
     return None
-
-
-def shared_schema_path(name: str) -> Path:
-    """A file of ../shared/schemas. Absent on a developer's machine: skips only the
-    calling test. Absent in CI (CI=true), where it must be: fails (the same rule as
-    tests/container's shared_schema)."""
-    path = SHARED_SCHEMAS / name
-    if not path.is_file():
-        message = f"{path} no existe: ../shared no está junto al repositorio"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message + " (en CI es obligatorio)")
-        pytest.skip(message)
-    return path
 
 
 def find_helm() -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from required import shared_schema_path
 
 from .helm import (
     CHART_DIR,
@@ -21,7 +22,6 @@ from .helm import (
     find_all,
     find_one,
     parse_docs,
-    shared_schema_path,
 )
 from .monitoring import MONITORING_ON
 

@@ -24,26 +24,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import pytest
+from required import shared_schema_path
 
 from fake_backend import FakeBackend
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-# ../shared sits beside the repository in CI and on the developers' machines; its
-# schemas are read from there, never copied in.
-SCHEMAS_DIR = REPO_ROOT.parent / "shared" / "schemas"
 
 
 def shared_schema(name: str) -> dict[str, Any]:
-    """A JSON schema from ../shared/schemas. Absent on a developer's machine: skips only
-    the calling test. Absent in CI (CI=true), where it must be: fails."""
-    path = SCHEMAS_DIR / name
-    if not path.is_file():
-        message = f"{path} no existe: ../shared no está junto al repositorio"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(message + " (en CI es obligatorio)")
-        pytest.skip(message)
-    schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    """A JSON schema from ../shared/schemas (tests/required.py's rule when it is absent)."""
+    schema: dict[str, Any] = json.loads(shared_schema_path(name).read_text(encoding="utf-8"))
     return schema
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .helm import CHART_DIR, NAMESPACE, RELEASE, Doc, Helm, fake_kube_api, find_one, parse_docs
+from .helm import CHART_DIR, NAMESPACE, RELEASE, Doc, Helm, HelmResult, fake_kube_api, find_one, parse_docs
 
 CI = CHART_DIR / "ci"
 BACKEND_TO = 'networkPolicy.backend.to=[{"podSelector":{"matchLabels":{"app":"backend"}}}]'
@@ -159,8 +159,9 @@ def cluster(helm: Helm, objects: Mapping[str, Doc]) -> Iterator[list[str]]:
             helm.use_kube_api("http://127.0.0.1:9")
 
 
-def template_on_server(helm: Helm, *args: str) -> list[Doc]:
-    result = helm.run(
+def run_on_server(helm: Helm, *args: str) -> HelmResult:
+    """`helm template` of the NetworkPolicy (on) against the fake API server, as run."""
+    return helm.run(
         "template",
         RELEASE,
         str(CHART_DIR),
@@ -175,8 +176,11 @@ def template_on_server(helm: Helm, *args: str) -> list[Doc]:
         "--set-json",
         BACKEND_TO,
         *args,
-    ).check()
-    return parse_docs(result.stdout)
+    )
+
+
+def template_on_server(helm: Helm, *args: str) -> list[Doc]:
+    return parse_docs(run_on_server(helm, *args).check().stdout)
 
 
 def api_rule(docs: list[Doc]) -> Doc:
@@ -215,19 +219,7 @@ def test_api_server_cidrs_win_over_the_lookup(helm: Helm) -> None:
 
 def test_api_server_unknown_to_the_cluster_fails(helm: Helm) -> None:
     with cluster(helm, {}):
-        result = helm.run(
-            "template",
-            RELEASE,
-            str(CHART_DIR),
-            "--namespace",
-            NAMESPACE,
-            "--dry-run=server",
-            "--disable-openapi-validation",
-            "--set",
-            "networkPolicy.enabled=true",
-            "--set-json",
-            BACKEND_TO,
-        )
+        result = run_on_server(helm)
     assert result.returncode != 0
     assert "networkPolicy.apiServer.cidrs está vacío" in result.stderr, result.stderr
 

@@ -36,16 +36,13 @@ class RetryPolicy:
         return cls(settings.max_retries, settings.delay_seconds, settings.max_delay_seconds)
 
     def delays(self, rand: Callable[[], float] = random.random) -> Iterator[float]:
-        """The waits before retry 1, 2, 3... of one call: backoff.expo from first_delay,
-        jittered to 75-125 % (as backoff_delay), capped at max_delay."""
+        """The waits before retry 1, 2, 3... of one call (a sync in the pool, a read in
+        call_with_retries): backoff.expo from first_delay, jittered to 75-125 % so parallel
+        calls do not retry in lockstep, capped at max_delay."""
         expo = backoff.expo(factor=self.first_delay, max_value=self.max_delay)
         next(expo)  # backoff's generators start with a bare yield
         for base in expo:
             yield jittered(base, self.max_delay, rand())
-
-    def delay(self, retry: int, error: BackendError, rand: float) -> float:
-        """The wait before retry number `retry` (0-based) after `error`."""
-        return honouring_retry_after(backoff_delay(retry, self.first_delay, self.max_delay, rand), error)
 
 
 def honouring_retry_after(wait: float, error: BackendError) -> float:
@@ -70,12 +67,6 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         when = when.replace(tzinfo=UTC)
     now = now or datetime.now(UTC)
     return max(0.0, (when - now).total_seconds())
-
-
-def backoff_delay(retry: int, first: float, cap: float, rand: float) -> float:
-    """Delay before retry number `retry` (0-based): first * 2**retry, jittered to
-    75-125 % so parallel workers do not retry in lockstep, capped at `cap`."""
-    return jittered(first * (2 ** min(retry, 62)), cap, rand)
 
 
 def jittered(base: float, cap: float, rand: float) -> float:
@@ -131,14 +122,13 @@ def call_with_retries(
         # backoff sleeps with time.sleep, which nothing can cut short; the real wait
         # happens here, on the clock and the stop, and backoff is handed 0.
         error = yield 0.0
-        retry = 0
+        sequence = policy.delays(rand)
         while True:
             assert error is not None
-            delay = policy.delay(retry, error, rand())
+            delay = honouring_retry_after(next(sequence), error)
             if on_retry is not None:
                 on_retry(attempts, error, delay)
             clock.sleep(stop, delay)
-            retry += 1
             error = yield 0.0
 
     def give_up(error: Exception) -> bool:

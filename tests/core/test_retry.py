@@ -12,7 +12,7 @@ import pytest
 
 from coin_sync.clock import RealClock
 from coin_sync.errors import BackendError, ErrorKind
-from coin_sync.retry import RetriesExhausted, RetryPolicy, backoff_delay, call_with_retries, parse_retry_after
+from coin_sync.retry import RetriesExhausted, RetryPolicy, call_with_retries, parse_retry_after
 from coin_sync.stop import Stop
 from virtual_clock import VirtualClock
 
@@ -55,13 +55,18 @@ def test_retry_after_seconds_and_http_date() -> None:
     assert parse_retry_after(None, now) is None
 
 
+def _nth_delay(policy: RetryPolicy, n: int, rand: float) -> float:
+    """The wait before retry n+1 (0-based) of the one backoff sequence."""
+    return next(itertools.islice(policy.delays(lambda: rand), n, None))
+
+
 def test_delays_double_with_jitter_and_cap() -> None:
-    assert [backoff_delay(n, 10, 1000, 0.5) for n in range(4)] == [10, 20, 40, 80]
-    assert backoff_delay(0, 10, 1000, 0.0) == 7.5
-    assert backoff_delay(0, 10, 1000, 0.999999) == pytest.approx(12.5, abs=1e-3)
-    assert backoff_delay(10, 10, 60, 0.5) == 60
-    assert backoff_delay(500, 10, 60, 0.5) == 60  # no overflow on huge retry counts
-    assert backoff_delay(3, 0, 60, 0.5) == 0
+    assert [_nth_delay(RetryPolicy(3, 10, 1000), n, 0.5) for n in range(4)] == [10, 20, 40, 80]
+    assert _nth_delay(RetryPolicy(3, 10, 1000), 0, 0.0) == 7.5
+    assert _nth_delay(RetryPolicy(3, 10, 1000), 0, 0.999999) == pytest.approx(12.5, abs=1e-3)
+    assert _nth_delay(RetryPolicy(3, 10, 60), 10, 0.5) == 60
+    assert _nth_delay(RetryPolicy(3, 10, 60), 500, 0.5) == 60  # no overflow on huge retry counts
+    assert _nth_delay(RetryPolicy(3, 0, 60), 3, 0.5) == 0
 
 
 def _flaky(failures: list[BackendError], clock: VirtualClock) -> tuple[list[float], Callable[[], str]]:

@@ -50,10 +50,6 @@ class BackendError(Exception):
         return self.exchange is not None and self.exchange.permanent
 
     @property
-    def message(self) -> str:
-        return str(self)
-
-    @property
     def retryable(self) -> bool:
         if self.may_still_run or self.kind is ErrorKind.REJECTED or self.rejected_by_exchange:
             return False

@@ -73,6 +73,29 @@ class DatedFileHandler(logging.Handler):
         super().close()
 
 
+class InOrder(logging.Handler):
+    """Hands each record to every sink under one lock: with one handler per sink, two
+    workers' lines could cross between them, and a file would not read like stdout."""
+
+    def __init__(self, sinks: list[logging.Handler]) -> None:
+        super().__init__()
+        self.sinks = sinks
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for sink in self.sinks:
+            if record.levelno >= sink.level:
+                sink.handle(record)
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        super().close()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -116,7 +139,8 @@ def setup_logging(
     text = logging.Formatter(LINE_FORMAT, DATE_FORMAT)
     console = logging.StreamHandler(stream if stream is not None else sys.stdout)
     console.setFormatter(JsonFormatter() if log_format == "json" else text)
-    logger.addHandler(console)
+    sinks: list[logging.Handler] = [console]
+    logger.addHandler(InOrder(sinks))
 
     problem = _usable_dir(log_dir)
     if problem is not None:
@@ -130,13 +154,17 @@ def setup_logging(
     errors.setLevel(logging.ERROR)
     for handler in (everything, errors):
         handler.setFormatter(text)
-        logger.addHandler(handler)
+        sinks.append(handler)
     return logger
 
 
 def shutdown_logging() -> None:
+    """Undo setup_logging: handlers closed, level and propagation as before it, so a
+    `main()` called in-process leaves the 'coin_sync' loggers as it found them."""
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         handler.flush()
         handler.close()
         logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True

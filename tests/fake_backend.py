@@ -104,6 +104,7 @@ class Answer:
     headers: Headers = ()
     delay: float = 0.0
     new_records: int | None = None
+    release: threading.Event | None = None  # hang_until(): wait for it (at most GATE_LIMIT s)
 
 
 def _raw(code: int, payload: Any, delay: float, headers: Headers = ()) -> Answer:
@@ -167,6 +168,12 @@ def rate_limited(retry_after: str = "1", *, delay: float = 0.0) -> Answer:
 def hang(seconds: float, *, delay: float = 0.0) -> Answer:
     """Sleep, then answer normally: for client read timeouts."""
     return ok(delay=seconds + delay)
+
+
+def hang_until(release: threading.Event) -> Answer:
+    """Answer normally once the test sets `release` (at most GATE_LIMIT s): a sync that
+    stays in flight exactly as long as the test needs, without a fixed sleep."""
+    return Answer(release=release)
 
 
 def bad_json(*, delay: float = 0.0) -> Answer:
@@ -590,6 +597,8 @@ class FakeBackend:
                 self.in_flight_by_symbol_peak[symbol] = mine
         try:
             self._gate.wait(GATE_LIMIT)
+            if answer.release is not None:
+                answer.release.wait(GATE_LIMIT)
             refused = self.pressure.refuse(in_flight)
             if refused is not None:
                 return refused

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from coin_sync.config import FIELDS
 from fake_backend import FakeBackend, bad_json
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_help_documents_every_option_and_exit_code(run_cli) -> None:  # type: ignore[no-untyped-def]
@@ -95,16 +91,3 @@ def test_symbols_prints_this_shard_and_syncs_nothing(run_cli) -> None:  # type: 
 
 def test_symbols_unusable_list_exits_3(free_port: int, run_cli) -> None:  # type: ignore[no-untyped-def]
     assert run_cli("symbols", BACKEND_URL=f"http://127.0.0.1:{free_port}", MAX_RETRIES="0").code == 3
-
-
-def test_a_pass_outside_a_cluster_never_imports_kubernetes(fake_backend: FakeBackend, base_env: dict[str, str]) -> None:
-    code = (
-        "import sys; from coin_sync.cli import main; rc = main(['run']);"
-        "print('KUBERNETES_IMPORTED' if 'kubernetes' in sys.modules else 'CLEAN'); sys.exit(rc)"
-    )
-    env = {**base_env, "BACKEND_URL": fake_backend.url, "K8S_INTEGRATION": "auto", "SYMBOLS_TO_SYNC": "BTCUSDT"}
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True, timeout=30, check=False
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().endswith("CLEAN")

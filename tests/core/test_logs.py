@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
+import threading
 from datetime import date
 from pathlib import Path
 
-from coin_sync.logs import DatedFileHandler
+from coin_sync.logs import DatedFileHandler, setup_logging, shutdown_logging
 from fake_backend import FakeBackend, error400
 
 LINE = re.compile(
@@ -82,3 +84,27 @@ def test_dated_file_switches_at_midnight(tmp_path: Path) -> None:
         handler.close()
     assert (tmp_path / "coin_sync_2026-01-31.txt").read_text() == "before midnight\n"
     assert (tmp_path / "coin_sync_2026-02-01.txt").read_text() == "after midnight\n"
+
+
+def test_lines_from_many_threads_reach_stdout_and_the_file_in_one_order(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    log = setup_logging("INFO", tmp_path, stream=stream)
+    try:
+
+        def chatter(worker: int) -> None:
+            for line in range(400):
+                log.info("worker %d line %d", worker, line)
+
+        threads = [threading.Thread(target=chatter, args=(w,)) for w in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        shutdown_logging()
+    (written,) = tmp_path.glob(f"coin_sync_{date.today().isoformat()}.txt")
+    lines = written.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 8 * 400
+    assert lines == stream.getvalue().splitlines()
+    # Left as found: later tests in this process see their own DEBUG lines.
+    assert logging.getLogger("coin_sync").level == logging.NOTSET and logging.getLogger("coin_sync").propagate

@@ -308,10 +308,10 @@ def test_token_is_sent_and_never_logged(fake_backend: FakeBackend, run_cli, tmp_
     assert run.lines("BACKEND_TOKEN: ****")
 
 
-def test_sharding_partitions_the_symbols_across_passes(run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_sharding_partitions_the_symbols_across_passes(run_pass) -> None:  # type: ignore[no-untyped-def]
     with FakeBackend(symbols=40) as backend:
         for index in range(3):
-            assert run_cli(BACKEND_URL=backend.url, SHARD_COUNT="3", JOB_COMPLETION_INDEX=str(index)).code == 0
+            assert run_pass(BACKEND_URL=backend.url, SHARD_COUNT="3", JOB_COMPLETION_INDEX=str(index)).code == 0
         synced = [c.symbol for c in backend.sync_calls()]
         assert sorted(synced) == sorted(backend.symbols)  # each exactly once over the three shards
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +17,8 @@ import pytest
 from k8s_support import pass_env, python, status_data, warning_lines
 from kube_api import CONFIGMAPS, NAMESPACE, ApiServer, write_kubeconfig
 
-from fake_backend import Call, FakeBackend, exchange_error, hang
+from fake_backend import Call, FakeBackend, exchange_error, hang, hang_until
 
-# The hung sync must outlast pass 1's timeout and all of pass 2. Generous on purpose; the
-# test checks it really did (a lower bound on the backend, never an upper one on a pass).
-HANG_SECONDS = 12.0
 AMBIGUOUS = {"HTTP_TIMEOUT": "0.5", "AMBIGUOUS_HOLD_SECONDS": "600"}
 STATE_FILE = ".coin-sync-state.json"
 
@@ -78,8 +76,10 @@ def test_an_ambiguous_sync_is_held_by_the_next_pod_until_the_backend_finished(
     apiserver: ApiServer, run_in_pod: Runner, tmp_path: Path
 ) -> None:
     # An hour behind: what its slow sync stores moves its last_record on.
+    # The hung sync outlasts pass 1's timeout and all of pass 2: the test releases it.
+    release = threading.Event()
     with FakeBackend(symbols=3, behind={"BTCUSDT": 3600}) as backend:
-        backend.script("BTCUSDT", hang(HANG_SECONDS))
+        backend.script("BTCUSDT", hang_until(release))
         first = run_in_pod(backend, "a", **AMBIGUOUS)
         assert first.returncode == 1, first.stdout + first.stderr
         (sent,) = backend.sync_calls("BTCUSDT")
@@ -99,6 +99,7 @@ def test_an_ambiguous_sync_is_held_by_the_next_pod_until_the_backend_finished(
         # One read at the start; the memory did not change, so only the status is written.
         assert calls == [("GET", "coin-sync-status"), ("PATCH", "coin-sync-status")]
 
+        release.set()
         _wait_finished(sent)  # the backend stored it: its last_record advanced
         third = run_in_pod(backend, "c", **AMBIGUOUS)
         assert third.returncode == 0, third.stdout + third.stderr

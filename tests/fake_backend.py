@@ -241,6 +241,11 @@ class _Pressure:
         return None
 
 
+def _minute_before(moment: datetime) -> datetime:
+    """Open time of the newest minute complete at `moment` (UTC)."""
+    return moment.astimezone(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1)
+
+
 def _reply500(message: str) -> Reply:
     return 500, json.dumps({"error": True, "message": message}).encode(), JSON, ()
 
@@ -383,9 +388,11 @@ class FakeBackend:
         self.symbols: list[str] = generate_symbols(symbols) if isinstance(symbols, int) else list(symbols)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.lags: dict[str, float] = dict(lags or {})  # seconds behind the newest complete minute
-        # Seconds behind until the next finished sync, which catches the symbol up (a
-        # backlog: what a backfill stores), unlike `lags`, which a backend keeps.
-        self._behind: dict[str, float] = dict(behind or {})
+        # A backlog (what a backfill stores): its last_record stays `behind` seconds back from
+        # now until a sync finishes and catches it up, as the newest stored kline does;
+        # unlike `lags`, which a backend keeps.
+        now = self.clock()
+        self._behind = {symbol: _minute_before(now - timedelta(seconds=ago)) for symbol, ago in (behind or {}).items()}
         self._frozen: dict[str, datetime] = {}  # symbol -> its stuck last_record
         self._bad: dict[str, str] = {}  # symbol -> a BAD_TIMESTAMPS kind
         if symbols_shape not in ("objects", "strings"):
@@ -552,10 +559,8 @@ class FakeBackend:
         return call
 
     def _live_last_record(self, symbol: str) -> datetime:  # caller holds _lock
-        """Open time of the newest complete minute, `lags[symbol]` seconds ago."""
-        lag = self.lags.get(symbol, 0.0) + self._behind.get(symbol, 0.0)
-        behind = self.clock().astimezone(UTC) - timedelta(seconds=lag)
-        return behind.replace(second=0, microsecond=0) - timedelta(minutes=1)
+        """Open time of the newest complete minute `lags[symbol]` seconds ago; a backlog's, where it stays."""
+        return self._behind.get(symbol) or _minute_before(self.clock() - timedelta(seconds=self.lags.get(symbol, 0.0)))
 
     def _stats(self, symbol: str) -> dict[str, Any]:  # caller holds _lock
         crc = _crc(symbol)

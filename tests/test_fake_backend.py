@@ -300,6 +300,19 @@ def test_live_clock_lags_and_frozen_symbols() -> None:
         assert sync(backend, "ETHUSDT").json()["statistics"]["last_record"] == "2026-01-01T12:04:00+00:00"
 
 
+def test_a_backlog_stays_put_until_a_sync_stores_it() -> None:
+    """Its last_record is the newest stored kline: time alone does not move it (a pass
+    judging an ambiguous sync finished compares it across passes)."""
+    now = [datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)]
+    with FakeBackend(["BTCUSDT"], clock=lambda: now[0], behind={"BTCUSDT": 3600}) as backend:
+        assert _last_records(backend) == {"BTCUSDT": "2026-01-01T10:59:00+00:00"}
+        now[0] += timedelta(minutes=3)
+        assert _last_records(backend) == {"BTCUSDT": "2026-01-01T10:59:00+00:00"}
+        assert sync(backend, "BTCUSDT").json()["statistics"]["last_record"] == "2026-01-01T12:02:00+00:00"
+        now[0] += timedelta(minutes=1)
+        assert _last_records(backend) == {"BTCUSDT": "2026-01-01T12:03:00+00:00"}  # caught up: live
+
+
 def test_bad_timestamps_on_request(fake_backend: FakeBackend) -> None:
     for kind in BAD_TIMESTAMPS:
         fake_backend.bad_timestamp("BTCUSDT", kind)

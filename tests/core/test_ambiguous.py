@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from coin_sync.holds import Listing, decide
 from coin_sync.state import AmbiguousSync, FileStateStore, MemoryStateStore, state_from_json, state_to_json
-from fake_backend import Call, FakeBackend, hang, status
+from fake_backend import Call, FakeBackend, hang, hang_until, status
 from virtual_clock import WALL_START as EPOCH
 from virtual_clock import VirtualClock
 
@@ -62,7 +63,7 @@ def test_after_a_read_timeout_the_next_pass_holds_it_until_the_backend_finished(
 
 def test_a_504_is_remembered_too(run_pass) -> None:  # type: ignore[no-untyped-def]
     state = MemoryStateStore()
-    with FakeBackend(symbols=2) as backend:
+    with FakeBackend(symbols=2, frozen={"ETHUSDT"}) as backend:  # a live last_record moves each minute
         backend.script("ETHUSDT", status(504, "<html>Gateway Timeout</html>"))
         run_pass(state=state, BACKEND_URL=backend.url)
     assert set(state.state) == {"ETHUSDT"}
@@ -71,8 +72,8 @@ def test_a_504_is_remembered_too(run_pass) -> None:  # type: ignore[no-untyped-d
 
 def test_the_hold_ends_after_ambiguous_hold_seconds_on_the_virtual_clock(run_pass) -> None:  # type: ignore[no-untyped-def]
     clock = VirtualClock()
-    with FakeBackend(symbols=2) as backend:
-        # The backend never finished it (its last_record is what it was when sent).
+    # The backend never finished it: its last_record stays what it was when sent.
+    with FakeBackend(symbols=2, frozen={"BTCUSDT"}) as backend:
         before = backend.stats("BTCUSDT")["last_record"]
         state = MemoryStateStore({"BTCUSDT": AmbiguousSync("BTCUSDT", clock.wall(), before)})
         clock.advance(99)
@@ -162,16 +163,21 @@ def test_a_corrupt_state_file_never_crashes_a_pass(fake_backend: FakeBackend, ru
     assert "Traceback" not in run.stdout + run.stderr
 
 
-def test_the_cli_remembers_in_log_dir_by_default(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
-    fake_backend.script("BTCUSDT", hang(5.0))  # still running during the second pass
-    first = run_cli(BACKEND_URL=fake_backend.url, HTTP_TIMEOUT="0.3", AMBIGUOUS_HOLD_SECONDS="600")
-    assert first.code == 1
-    saved = json.loads((first.log_dir / ".coin-sync-state.json").read_text())
-    assert set(saved["ambiguous"]) == {"BTCUSDT"}
-    fake_backend.script("BTCUSDT")
-    second = run_cli(BACKEND_URL=fake_backend.url, HTTP_TIMEOUT="0.3", AMBIGUOUS_HOLD_SECONDS="600")
-    assert second.code == 0 and second.lines("⏸ BTCUSDT no se envía")
-    assert len(fake_backend.sync_calls("BTCUSDT")) == 1
+def test_the_cli_remembers_in_log_dir_by_default(run_cli) -> None:  # type: ignore[no-untyped-def]
+    # A backlog: its last_record moves only once the hung sync stores it (a live symbol's
+    # would move at the next minute, and rightly release the hold).
+    release = threading.Event()
+    with FakeBackend(symbols=3, behind={"BTCUSDT": 3600}) as backend:
+        backend.script("BTCUSDT", hang_until(release))  # still running during the second pass
+        first = run_cli(BACKEND_URL=backend.url, HTTP_TIMEOUT="0.3", AMBIGUOUS_HOLD_SECONDS="600")
+        assert first.code == 1
+        saved = json.loads((first.log_dir / ".coin-sync-state.json").read_text())
+        assert set(saved["ambiguous"]) == {"BTCUSDT"}
+        backend.script("BTCUSDT")
+        second = run_cli(BACKEND_URL=backend.url, HTTP_TIMEOUT="0.3", AMBIGUOUS_HOLD_SECONDS="600")
+        assert second.code == 0 and second.lines("⏸ BTCUSDT no se envía")
+        assert len(backend.sync_calls("BTCUSDT")) == 1
+        release.set()
 
 
 def test_with_symbols_to_sync_the_list_is_read_only_to_check_a_hold(run_pass) -> None:  # type: ignore[no-untyped-def]
@@ -184,6 +190,7 @@ def test_with_symbols_to_sync_the_list_is_read_only_to_check_a_hold(run_pass) ->
 
         assert run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env).code == 0
         assert listings() == 0  # a seed pass as before
+        backend.freeze("BTCUSDT")  # nothing stored from here on: its last_record stays put
         before = backend.stats("BTCUSDT")["last_record"]
         backend.script("BTCUSDT", hang(5.0))
         run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
@@ -196,7 +203,6 @@ def test_with_symbols_to_sync_the_list_is_read_only_to_check_a_hold(run_pass) ->
 
 def test_a_sync_abandoned_in_flight_by_a_signal_is_remembered(run_pass) -> None:  # type: ignore[no-untyped-def]
     import signal
-    import threading
 
     from coin_sync.stop import Stop
 

@@ -313,17 +313,21 @@ def test_a_backlog_stays_put_until_a_sync_stores_it() -> None:
         assert _last_records(backend) == {"BTCUSDT": "2026-01-01T12:03:00+00:00"}  # caught up: live
 
 
-def test_bad_timestamps_on_request(fake_backend: FakeBackend) -> None:
-    for kind in BAD_TIMESTAMPS:
-        fake_backend.bad_timestamp("BTCUSDT", kind)
-        listed = requests.get(f"{fake_backend.url}/api/symbols", timeout=5).json()["symbols"][0]
-        stats = sync(fake_backend, "BTCUSDT").json()["statistics"]
-        assert ("last_record" in listed) == ("last_record" in stats) == (kind != "missing")
-        assert listed.get("last_record") == stats.get("last_record")
-    fake_backend.bad_timestamp("BTCUSDT", None)
-    assert datetime.fromisoformat(_last_records(fake_backend)["BTCUSDT"] or "") <= datetime.now(UTC)
-    with pytest.raises(ValueError, match="unknown bad timestamp"):
-        fake_backend.bad_timestamp("BTCUSDT", "tomorrow")
+def test_bad_timestamps_on_request() -> None:
+    # A clock that stands still: "future" is the next day's whole hour, and the listing
+    # and the sync answer are read at two moments that an hour boundary could split.
+    now = datetime(2026, 1, 1, 12, 0, 30, tzinfo=UTC)
+    with FakeBackend(symbols=3, clock=lambda: now) as fake_backend:
+        for kind in BAD_TIMESTAMPS:
+            fake_backend.bad_timestamp("BTCUSDT", kind)
+            listed = requests.get(f"{fake_backend.url}/api/symbols", timeout=5).json()["symbols"][0]
+            stats = sync(fake_backend, "BTCUSDT").json()["statistics"]
+            assert ("last_record" in listed) == ("last_record" in stats) == (kind != "missing")
+            assert listed.get("last_record") == stats.get("last_record")
+        fake_backend.bad_timestamp("BTCUSDT", None)
+        assert datetime.fromisoformat(_last_records(fake_backend)["BTCUSDT"] or "") <= now
+        with pytest.raises(ValueError, match="unknown bad timestamp"):
+            fake_backend.bad_timestamp("BTCUSDT", "tomorrow")
 
 
 def test_cli_frozen_lag_and_bad_timestamp_flags(free_port: int) -> None:

@@ -59,7 +59,9 @@ def test_a_pass_pushes_every_metric_with_the_grouping_key(
     assert _ours(pushgateway, "coin_sync_last_pass_stale_symbols") == {"": 0}
     assert _ours(pushgateway, "coin_sync_last_pass_new_records") == {"": run.summary["totals"]["new_records"]}
     assert _ours(pushgateway, "coin_sync_last_pass_retries") == {"": 0}
-    assert 0 <= _ours(pushgateway, "coin_sync_last_pass_max_lag_seconds")[""] < 60
+    # Under a minute when read and judged within one minute; a minute boundary between
+    # the sync answer and the judgement adds up to 60 s (real clocks here).
+    assert 0 <= _ours(pushgateway, "coin_sync_last_pass_max_lag_seconds")[""] < 120
     assert _ours(pushgateway, "coin_sync_last_pass_duration_seconds")[""] >= 0
 
 

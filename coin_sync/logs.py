@@ -140,21 +140,21 @@ def setup_logging(
     console = logging.StreamHandler(stream if stream is not None else sys.stdout)
     console.setFormatter(JsonFormatter() if log_format == "json" else text)
     sinks: list[logging.Handler] = [console]
-    logger.addHandler(InOrder(sinks))
 
     problem = _usable_dir(log_dir)
-    if problem is not None:
+    if problem is None:
+        everything = DatedFileHandler(log_dir, FILE_PREFIX)
+        errors = DatedFileHandler(log_dir, ERRORS_PREFIX)
+        errors.setLevel(logging.ERROR)
+        for handler in (everything, errors):
+            handler.setFormatter(text)
+            sinks.append(handler)
+    else:
         print(
             f"AVISO: LOG_DIR {str(log_dir)!r} no se puede usar ({problem}); solo se registra en stdout",
             file=sys.stderr,
         )
-        return logger
-    everything = DatedFileHandler(log_dir, FILE_PREFIX)
-    errors = DatedFileHandler(log_dir, ERRORS_PREFIX)
-    errors.setLevel(logging.ERROR)
-    for handler in (everything, errors):
-        handler.setFormatter(text)
-        sinks.append(handler)
+    logger.addHandler(InOrder(sinks))
     return logger
 
 

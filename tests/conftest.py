@@ -27,14 +27,15 @@ if sys.dont_write_bytecode:
 from fake_backend import FakeBackend  # noqa: E402
 
 
-def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """Two workers per CPU: most of a test's time is spent waiting on a subprocess, a
-    socket or a server, not computing (PYTEST_XDIST_AUTO_NUM_WORKERS still decides)."""
-    wanted = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS", "").strip()
-    if wanted.isdigit():
-        return int(wanted)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return 2 * cpus
+    socket or a server, not computing. PYTEST_XDIST_AUTO_NUM_WORKERS, when set, is left
+    to xdist, as is counting the CPUs."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    from xdist.plugin import pytest_xdist_auto_num_workers as one_per_cpu
+
+    return 2 * one_per_cpu(config)
 
 
 @pytest.fixture

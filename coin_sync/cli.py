@@ -13,16 +13,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from coin_sync import __version__
-from coin_sync.config import FIELDS, ConfigError, Settings, load_settings
-from coin_sync.logs import setup_logging, shutdown_logging
+from coin_sync.config.load import load_settings
+from coin_sync.config.settings import FIELDS, Settings
+from coin_sync.config.sources import ConfigError
+from coin_sync.observe.logs import setup_logging, shutdown_logging
 from coin_sync.outcome import EndReason, ExitCode, PassReport
 from coin_sync.stop import Interrupted, Stop
 
 if TYPE_CHECKING:
-    from coin_sync.filelock import FileLockGuard
-    from coin_sync.k8s import LockOutcome, PassGuard
-    from coin_sync.runner import PassContext
-    from coin_sync.state import StateStore
+    from coin_sync.locks.filelock import FileLockGuard
+    from coin_sync.locks.guard import LockOutcome, PassGuard
+    from coin_sync.sync.context import PassContext
+    from coin_sync.sync.state import StateStore
 
 COMMANDS = {
     "run": "una pasada de sincronización completa (por defecto)",
@@ -130,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _context(settings: Settings, log: logging.Logger, stop: Stop, state: StateStore | None = None) -> PassContext:
     # Imported here: `--help` and config errors should not pay for requests/backoff.
-    from coin_sync.client import make_client
+    from coin_sync.backend.client import make_client
     from coin_sync.clock import RealClock
-    from coin_sync.runner import PassContext
-    from coin_sync.state import MemoryStateStore
+    from coin_sync.sync.context import PassContext
+    from coin_sync.sync.state import MemoryStateStore
 
     client = make_client(settings.backend, settings.sync.max_in_flight)
     log.info("Cliente del backend inicializado: %s", client.shown_url)
@@ -152,10 +154,10 @@ def _banner(settings: Settings, log: logging.Logger) -> None:
 
 def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
     from coin_sync.clock import RealClock
-    from coin_sync.filelock import FileLockGuard
     from coin_sync.k8s import open_guard
-    from coin_sync.publish import publish
-    from coin_sync.runner import new_report
+    from coin_sync.locks.filelock import FileLockGuard
+    from coin_sync.observe.publish import publish
+    from coin_sync.sync.runner import new_report
 
     _banner(settings, log)
     kube_guard = open_guard(settings, log, os.environ)
@@ -183,8 +185,8 @@ def _guarded_pass(
 ) -> PassReport:
     """kube: the Kubernetes guard, when the lock is its Lease (else LOCK_FILE, or none)."""
     from coin_sync.clock import RealClock
-    from coin_sync.runner import new_report, run_pass
-    from coin_sync.state import FileStateStore
+    from coin_sync.sync.runner import new_report, run_pass
+    from coin_sync.sync.state import FileStateStore
 
     if stop.signum is not None:
         # SIGTERM/SIGINT while the lock was being taken: whatever its answer, this pass
@@ -213,7 +215,7 @@ def _guarded_pass(
 
 
 def _check(settings: Settings, log: logging.Logger, stop: Stop) -> int:
-    from coin_sync.health import wait_until_healthy
+    from coin_sync.backend.health import wait_until_healthy
 
     ctx = _context(settings, log, stop)
     try:
@@ -230,7 +232,7 @@ def _check(settings: Settings, log: logging.Logger, stop: Stop) -> int:
 
 
 def _symbols(settings: Settings, log: logging.Logger, stop: Stop) -> int:
-    from coin_sync.plan import resolve_symbols
+    from coin_sync.sync.plan import resolve_symbols
 
     ctx = _context(settings, log, stop)
     try:
@@ -250,7 +252,7 @@ def _symbols(settings: Settings, log: logging.Logger, stop: Stop) -> int:
 
 
 def _loop(settings: Settings, argv: list[str]) -> int:
-    from coin_sync.loop import run_loop
+    from coin_sync.loop.wrapper import run_loop
 
     # Every flag given to `loop` applies to each pass too.
     passthrough = list(argv)

@@ -54,7 +54,7 @@ class SymbolStatus(StrEnum):
 
 
 # SymbolResult.skip_reason of a symbol not sent because an earlier ambiguous sync of it
-# (read timeout, 504) may still be running in the backend (coin_sync/holds.py).
+# (read timeout, 504) may still be running in the backend (coin_sync/sync/holds.py).
 SKIP_AMBIGUOUS_HOLD = "ambiguous_hold"
 
 

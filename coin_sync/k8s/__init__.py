@@ -31,7 +31,6 @@ The status record as a table, one row per shard: README, "Registro de estado" (t
 program lives there only, and tests/k8s runs it from there).
 """
 
-from coin_sync.k8s.guard import PassGuard, open_guard
-from coin_sync.k8s.lease import LockOutcome
+from coin_sync.k8s.guard import open_guard
 
-__all__ = ["LockOutcome", "PassGuard", "open_guard"]
+__all__ = ["open_guard"]

@@ -23,12 +23,11 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Protocol
 
 from coin_sync.clock import Clock, RealClock
-from coin_sync.config import Settings
+from coin_sync.config.settings import Settings
 from coin_sync.k8s.api import DEFAULT_TIMEOUTS, ApiTimeouts, KubeApi, Reachability, worded
-from coin_sync.k8s.lease import Lease, LockOutcome
+from coin_sync.k8s.lease import Lease
 from coin_sync.k8s.loading import (
     IN_CLUSTER,
     Identity,
@@ -39,20 +38,9 @@ from coin_sync.k8s.loading import (
 )
 from coin_sync.k8s.report import Reporter
 from coin_sync.k8s.state import ConfigMapStateStore
+from coin_sync.locks.guard import LockOutcome, PassGuard
 from coin_sync.outcome import EndReason, PassReport
-from coin_sync.state import StateStore
-
-
-class PassGuard(Protocol):
-    def acquire(self) -> LockOutcome:
-        """Take the run lock; never raises."""
-
-    def finish(self, report: PassReport) -> None:
-        """Release the lock and report how the pass ended; never raises."""
-
-    def state_store(self) -> StateStore | None:
-        """Where this pass keeps its ambiguous syncs in Kubernetes; None: not here (the
-        lock is not ours, or the API is down), so the caller keeps them elsewhere."""
+from coin_sync.sync.state import StateStore
 
 
 class NullGuard:

@@ -18,26 +18,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from coin_sync.clock import Clock, RealClock
 from coin_sync.k8s.api import ApiError, Conflict, KubeApi, NotFound, worded
+from coin_sync.locks.guard import LockOutcome
 from coin_sync.stop import Stop
 
 RENEW_JOIN_SECONDS = 15.0  # > one renew call at worst (2 connects + 1 read)
-
-LockState = Literal["acquired", "held", "unavailable", "inactive"]
-
-
-@dataclass(frozen=True)
-class LockOutcome:
-    """acquired | held (detail: the live holder) | unavailable (detail: the error) |
-    inactive (no Kubernetes integration). The Lease gives the first two, the guard the rest."""
-
-    state: LockState
-    detail: str = ""
 
 
 def micro_time(moment: datetime) -> str:

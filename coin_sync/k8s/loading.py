@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coin_sync.config import KubernetesSettings
+from coin_sync.config.settings import KubernetesSettings
 
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 

@@ -2,7 +2,7 @@
 under ``ambiguous-<index>``: a pod is new every pass, so a file next to the logs lasts
 from one pass to the next only on a persistent volume, while the ConfigMap always does.
 
-The value is the JSON of coin_sync/state.py (`state_to_json`), the same as STATE_FILE's.
+The value is the JSON of coin_sync/sync/state.py (`state_to_json`), the same as STATE_FILE's.
 `load()` is one GET of the ConfigMap at the start of the pass; `save()` one merge patch
 of this shard's key at its end, only when the state changed (an empty state removes the
 key). Neither raises: a failure is one WARNING in Spanish, and an unreadable or corrupt
@@ -18,7 +18,7 @@ import logging
 
 from coin_sync.k8s.api import KubeApi, Reachability, worded
 from coin_sync.k8s.report import write_keys
-from coin_sync.state import State, state_from_json, state_to_json
+from coin_sync.sync.state import State, state_from_json, state_to_json
 
 KEY_PREFIX = "ambiguous-"
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from coin_sync.config import load_settings
+from coin_sync.config.load import load_settings
 
 from .helm import (
     CHART_DIR,

@@ -25,6 +25,6 @@ def loop_log() -> tuple[logging.Logger, ListHandler]:
     propagation off, so caplog would see nothing depending on test order.
     """
     handler = ListHandler()
-    log = logging.Logger("coin_sync.loop-test", logging.DEBUG)
+    log = logging.Logger("coin_sync.loop.wrapper-test", logging.DEBUG)
     log.addHandler(handler)
     return log, handler

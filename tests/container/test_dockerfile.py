@@ -161,7 +161,7 @@ def test_dockerignore_keeps_tests_venvs_logs_git_and_secrets_out() -> None:
         "build/lib/coin_sync/cli.py",
     ):
         assert dockerignore_excludes(patterns, path), f"{path} entraría en el contexto de build"
-    for path in ("coin_sync/loop.py", "coin_sync/__main__.py", "requirements.txt", "pyproject.toml"):
+    for path in ("coin_sync/loop/wrapper.py", "coin_sync/__main__.py", "requirements.txt", "pyproject.toml"):
         assert not dockerignore_excludes(patterns, path), f"{path} falta en el contexto de build"
 
 

@@ -185,7 +185,7 @@ def test_the_venv_holds_only_the_requirements(image: Image) -> None:
     assert not (image.venv / "bin" / "pip").exists()  # as in the image: no installer
     site = next((image.venv / "lib").glob("python3.*/site-packages"))
     assert not list(site.glob("coin_sync*"))
-    assert list(image.app.glob("coin_sync/loop.py"))
+    assert list(image.app.glob("coin_sync/loop/wrapper.py"))
 
 
 def test_one_pass_as_the_image_runs_it(image: Image, fake_backend: FakeBackend) -> None:

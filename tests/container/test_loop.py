@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from container_support import ListHandler
 
-from coin_sync.config import settings_from
-from coin_sync.loop import KILL_MARGIN_SECONDS, run_loop
-from coin_sync.metrics import LoopMetrics
+from coin_sync.config.settings import settings_from
+from coin_sync.loop.wrapper import KILL_MARGIN_SECONDS, run_loop
+from coin_sync.observe.metrics import LoopMetrics
 from coin_sync.outcome import PassReport
 from coin_sync.stop import Stop
 from prom_tools import samples
@@ -48,7 +48,7 @@ class Plan:
 
 
 class FakeChild:
-    """A pass as the loop sees it (the Popen subset in coin_sync.loop.Child), on virtual time."""
+    """A pass as the loop sees it (the Popen subset in coin_sync.loop.wrapper.Child), on virtual time."""
 
     def __init__(self, clock: VirtualClock, env: dict[str, str], plan: Plan) -> None:
         self.clock, self.env, self.plan = clock, env, plan

@@ -28,7 +28,7 @@ def loop_entries(proc: LineProcess) -> list[tuple[float, str]]:
     entries = []
     for line in proc.output.splitlines():
         entry = json.loads(line) if line.startswith("{") else {}
-        if entry.get("file") == "loop.py":
+        if entry.get("file") == "wrapper.py":
             entries.append((datetime.fromisoformat(entry["time"]).timestamp(), entry["message"]))
     return entries
 

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from container_support import ListHandler
 
-from coin_sync.config import Settings, settings_from
-from coin_sync.loop import KILL_MARGIN_SECONDS, run_loop
+from coin_sync.config.settings import Settings, settings_from
+from coin_sync.loop.wrapper import KILL_MARGIN_SECONDS, run_loop
 
 LoopLog = tuple[logging.Logger, ListHandler]
 

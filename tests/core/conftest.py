@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from coin_sync.state import StateStore
 from coin_sync.stop import Stop
+from coin_sync.sync.state import StateStore
 from harness import REPO, Run, pass_env
 from inproc import PassRun, run_pass_inproc
 from virtual_clock import VirtualClock

@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def clean_env(**overrides: str) -> dict[str, str]:
     """The parent's environment minus anything that configures coin-sync or Kubernetes."""
-    from coin_sync.config import FIELDS
+    from coin_sync.config.settings import FIELDS
 
     drop = {f.env for f in FIELDS} | {"CONFIG_FILE", "JOB_COMPLETION_INDEX", "KUBERNETES_SERVICE_HOST", "KUBECONFIG"}
     env = {k: v for k, v in os.environ.items() if k not in drop}

@@ -8,13 +8,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from coin_sync.client import BackendClient, SyncAnswer, make_client
-from coin_sync.config import load_settings
+from coin_sync.backend.client import BackendClient, make_client
+from coin_sync.backend.wire import SyncAnswer
+from coin_sync.config.load import load_settings
+from coin_sync.observe.publish import log_end
 from coin_sync.outcome import PassReport
-from coin_sync.publish import log_end
-from coin_sync.runner import PassContext, run_pass
-from coin_sync.state import MemoryStateStore, StateStore
 from coin_sync.stop import Stop
+from coin_sync.sync.context import PassContext
+from coin_sync.sync.runner import run_pass
+from coin_sync.sync.state import MemoryStateStore, StateStore
 from virtual_clock import VirtualClock
 
 # What every in-process pass uses unless a test says otherwise (as tests/core/conftest.py

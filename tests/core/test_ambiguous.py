@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from coin_sync.holds import Listing, decide
-from coin_sync.state import AmbiguousSync, FileStateStore, MemoryStateStore, state_from_json, state_to_json
+from coin_sync.sync.holds import Listing, decide
+from coin_sync.sync.state import AmbiguousSync, FileStateStore, MemoryStateStore, state_from_json, state_to_json
 from fake_backend import Call, FakeBackend, hang, hang_until, status
 from virtual_clock import WALL_START as EPOCH
 from virtual_clock import VirtualClock
@@ -86,7 +86,7 @@ def test_the_hold_ends_after_ambiguous_hold_seconds_on_the_virtual_clock(run_pas
 
 
 def test_the_default_hold_is_twice_http_timeout() -> None:
-    from coin_sync.config import load_settings
+    from coin_sync.config.load import load_settings
 
     assert load_settings({}, {"HTTP_TIMEOUT": "45"}).sync.ambiguous_hold_seconds == 90
     assert load_settings({}, {}).sync.ambiguous_hold_seconds == 600

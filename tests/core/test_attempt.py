@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from coin_sync.attempt import (
+from coin_sync.backend.errors import BackendError, ErrorKind
+from coin_sync.backend.exchange import classify
+from coin_sync.backend.retry import RetryPolicy
+from coin_sync.sync.attempt import (
     BUDGET_NOTE,
     MAX_PAUSE,
     MIN_PAUSE,
@@ -16,10 +19,7 @@ from coin_sync.attempt import (
     exchange_quota_reason,
     limiter_signal,
 )
-from coin_sync.errors import BackendError, ErrorKind
-from coin_sync.exchange import classify
-from coin_sync.limiter import Signal
-from coin_sync.retry import RetryPolicy
+from coin_sync.sync.limiter import Signal
 
 POLICY = RetryPolicy(max_retries=3, first_delay=10, max_delay=60)
 URL = "url=URL('https://api.binance.com/api/v3/klines?symbol=BTCUSDT&interval=1m')"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from coin_sync.config import FIELDS
+from coin_sync.config.settings import FIELDS
 from fake_backend import FakeBackend, bad_json
 
 

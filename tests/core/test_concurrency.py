@@ -3,7 +3,7 @@ overload re-queued without counting, the budget, the exchange's quota."""
 
 from __future__ import annotations
 
-from coin_sync.limiter import INITIAL_LIMIT
+from coin_sync.sync.limiter import INITIAL_LIMIT
 from fake_backend import FakeBackend, Load, bad_json, error500, ok
 
 

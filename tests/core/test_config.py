@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from coin_sync.config import FIELDS, ConfigError, Settings, load_settings
-from coin_sync.parsing import redact_url
+from coin_sync.config.load import load_settings
+from coin_sync.config.parsing import redact_url
+from coin_sync.config.settings import FIELDS, Settings
+from coin_sync.config.sources import ConfigError
 
 
 def test_seed_names_and_defaults_are_kept() -> None:

@@ -15,7 +15,7 @@ from harness import REPO
 # the real program crash on purpose; everything around it is the real CLI.
 CRASHING = (
     "import sys\n"
-    "import coin_sync.runner as runner\n"
+    "import coin_sync.sync.runner as runner\n"
     "def boom(ctx):\n"
     "    raise RuntimeError('fallo inesperado')\n"
     "runner.run_pass = boom\n"

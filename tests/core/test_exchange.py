@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from coin_sync.exchange import Verdict, classify
+from coin_sync.backend.exchange import Verdict, classify
 from fake_backend import FakeBackend, error500, exchange_error, ok
 
 KLINES = "https://api.binance.com/api/v3/klines?symbol={}&interval=1m&startTime=1748736000000&limit=1000"

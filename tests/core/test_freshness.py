@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from coin_sync.freshness import MISSING, assess, parse_timestamp
+from coin_sync.backend.wire import MISSING
+from coin_sync.sync.freshness import assess, parse_timestamp
 from fake_backend import BAD_TIMESTAMPS, FakeBackend, error400, wrong_json
 from virtual_clock import VirtualClock
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from coin_sync.limiter import (
+from coin_sync.sync.limiter import (
     BETA,
     INITIAL_LIMIT,
     NEAR_CEILING_SLOWDOWN,

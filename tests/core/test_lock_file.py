@@ -90,7 +90,7 @@ def test_the_lock_is_released_for_the_next_pass(fake_backend: FakeBackend, run_c
 
 
 def test_shards_take_one_lock_each(base_env: dict[str, str]) -> None:
-    from coin_sync.config import load_settings
+    from coin_sync.config.load import load_settings
 
     settings = load_settings({}, {"LOG_DIR": "/x", "SHARD_COUNT": "3", "SHARD_INDEX": "2"})
     assert settings.log.lock_file == Path("/x/.coin-sync-2.lock")
@@ -105,8 +105,9 @@ def test_shards_take_one_lock_each(base_env: dict[str, str]) -> None:
 def test_lock_file_off_and_bad_hold_values() -> None:
     import pytest
 
-    from coin_sync.config import ConfigError, load_settings
-    from coin_sync.parsing import OFF
+    from coin_sync.config.load import load_settings
+    from coin_sync.config.parsing import OFF
+    from coin_sync.config.sources import ConfigError
 
     assert load_settings({}, {"LOCK_FILE": "OFF", "SHARD_COUNT": "2"}).log.lock_file == OFF
     assert dict(load_settings({}, {"LOCK_FILE": "off"}).describe())["LOCK_FILE"] == "off"

@@ -10,7 +10,7 @@ import threading
 from datetime import date
 from pathlib import Path
 
-from coin_sync.logs import DatedFileHandler, setup_logging, shutdown_logging
+from coin_sync.observe.logs import DatedFileHandler, setup_logging, shutdown_logging
 from fake_backend import FakeBackend, error400
 
 LINE = re.compile(

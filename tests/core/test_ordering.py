@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from coin_sync.ordering import longest_first, minutes_behind
+from coin_sync.sync.ordering import longest_first, minutes_behind
 from fake_backend import FakeBackend
 from virtual_clock import VirtualClock
 

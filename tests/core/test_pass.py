@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from coin_sync.attempt import OVERLOAD_REQUEUES
+from coin_sync.sync.attempt import OVERLOAD_REQUEUES
 from fake_backend import FakeBackend, bad_json, error400, error500, hang, ok, rate_limited, status, wrong_json
 
 

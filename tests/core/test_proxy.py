@@ -11,8 +11,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from coin_sync.client import make_client
-from coin_sync.config import BackendSettings
+from coin_sync.backend.client import make_client
+from coin_sync.config.settings import BackendSettings
 from fake_backend import FakeBackend
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY")

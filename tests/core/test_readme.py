@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coin_sync.config import FIELDS
+from coin_sync.config.settings import FIELDS
 from coin_sync.outcome import ExitCode
 from fake_backend import FakeBackend, error400
 from harness import clean_env

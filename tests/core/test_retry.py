@@ -10,9 +10,9 @@ from email.utils import format_datetime
 
 import pytest
 
+from coin_sync.backend.errors import BackendError, ErrorKind
+from coin_sync.backend.retry import RetriesExhausted, RetryPolicy, call_with_retries, parse_retry_after
 from coin_sync.clock import RealClock
-from coin_sync.errors import BackendError, ErrorKind
-from coin_sync.retry import RetriesExhausted, RetryPolicy, call_with_retries, parse_retry_after
 from coin_sync.stop import Stop
 from virtual_clock import VirtualClock
 

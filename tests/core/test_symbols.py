@@ -8,15 +8,8 @@ import sys
 
 import pytest
 
-from coin_sync.freshness import MISSING
-from coin_sync.symbols import (
-    ListedSymbol,
-    listed_last_records,
-    normalise_symbols,
-    parse_symbols_payload,
-    select_shard,
-    shard_of,
-)
+from coin_sync.backend.wire import MISSING, ListedSymbol, parse_symbols_payload
+from coin_sync.sync.symbols import listed_last_records, normalise_symbols, select_shard, shard_of
 
 
 def test_both_payload_shapes() -> None:
@@ -99,7 +92,7 @@ def test_shard_assignment_is_stable_across_releases() -> None:
 
 
 def test_shard_assignment_does_not_depend_on_hash_seed() -> None:
-    code = "from coin_sync.symbols import shard_of; print([shard_of(f'S{i}', 7) for i in range(50)])"
+    code = "from coin_sync.sync.symbols import shard_of; print([shard_of(f'S{i}', 7) for i in range(50)])"
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code],

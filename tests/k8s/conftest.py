@@ -12,8 +12,9 @@ import pytest
 from k8s_support import OpenGuard, settings_and_env
 from kube_api import NAMESPACE, ApiServer, write_kubeconfig
 
-from coin_sync.k8s import PassGuard, open_guard
+from coin_sync.k8s import open_guard
 from coin_sync.k8s.guard import KubeGuard
+from coin_sync.locks.guard import PassGuard
 
 
 @pytest.fixture

@@ -22,10 +22,10 @@ from k8s_support import (
 )
 from kube_api import CONFIGMAPS, LEASES, NAMESPACE, ApiServer, lease_body, write_kubeconfig
 
-from coin_sync.k8s import LockOutcome
 from coin_sync.k8s.api import ApiTimeouts
 from coin_sync.k8s.guard import NullGuard, UnavailableGuard
 from coin_sync.k8s.loading import ServiceAccountFiles, identity_from
+from coin_sync.locks.guard import LockOutcome
 from coin_sync.outcome import EndReason
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -240,7 +240,7 @@ def test_inactive_guard(guard_for: OpenGuard, mode: str, env: dict[str, str]) ->
 def test_importing_and_an_inactive_guard_never_import_kubernetes() -> None:
     code = (
         "import logging, sys\n"
-        "from coin_sync.config import Settings\n"
+        "from coin_sync.config.settings import Settings\n"
         "from coin_sync.k8s import open_guard\n"
         "guard = open_guard(Settings(), logging.getLogger(), {})\n"
         "print(guard.acquire().state, any(m.split('.')[0] == 'kubernetes' for m in sys.modules))\n"

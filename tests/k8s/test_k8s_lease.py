@@ -16,7 +16,7 @@ import pytest
 from k8s_support import OK_REPORT, OpenGuard, RenewClock, eventually, leases, make_report, settings_and_env, warnings
 from kube_api import LEASES, NAMESPACE, ApiServer, lease_body
 
-from coin_sync.k8s import LockOutcome
+from coin_sync.locks.guard import LockOutcome
 from coin_sync.k8s.api import KubeApi
 from coin_sync.k8s.guard import KubeGuard
 from coin_sync.k8s.loading import identity_from, load_api_client

@@ -14,12 +14,13 @@ import pytest
 from k8s_support import OK_REPORT, OpenGuard, make_report, settings_and_env, warnings
 from kube_api import CONFIGMAPS, LEASES, NAMESPACE, ApiServer, lease_body, write_kubeconfig
 
-from coin_sync.k8s import PassGuard, open_guard
+from coin_sync.k8s import open_guard
 from coin_sync.k8s.api import ApiTimeouts, KubeApi, Reachability
 from coin_sync.k8s.guard import KubeGuard
 from coin_sync.k8s.loading import load_api_client
 from coin_sync.k8s.state import ConfigMapStateStore
-from coin_sync.state import AmbiguousSync, StateStore, state_to_json
+from coin_sync.locks.guard import PassGuard
+from coin_sync.sync.state import AmbiguousSync, StateStore, state_to_json
 
 SENT = datetime(2025, 11, 17, 14, 45, 30, tzinfo=UTC)
 BTC = AmbiguousSync("BTCUSDT", SENT, "2025-11-17T14:44:00+00:00")

@@ -145,7 +145,7 @@ def test_without_metrics_port_the_loop_never_imports_prometheus_client(
 ) -> None:
     code = (
         "import sys; from coin_sync.cli import main; rc = main(['loop']);"
-        "print('módulos:', sorted(m for m in ('prometheus_client', 'coin_sync.metrics') if m in sys.modules));"
+        "print('módulos:', sorted(m for m in ('prometheus_client', 'coin_sync.observe.metrics') if m in sys.modules));"
         "sys.exit(rc)"
     )
     env = loop_env(fake_backend, tmp_path)

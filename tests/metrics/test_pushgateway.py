@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from coin_sync.config import MetricsSettings
-from coin_sync.metrics import publish_metrics, push
+from coin_sync.config.settings import MetricsSettings
+from coin_sync.observe.metrics import publish_metrics, push
 from fake_backend import FakeBackend, error400
 from prom_tools import Server, promtool_check
 

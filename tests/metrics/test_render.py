@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 import prom_tools
-from coin_sync.metrics import LoopMetrics, read_summary, render
+from coin_sync.observe.metrics import LoopMetrics, read_summary, render
 from fake_backend import FakeBackend
 from harness import REPO, clean_env
 from prom_tools import promtool_check, samples

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import prom_tools
-from coin_sync.config import load_settings
+from coin_sync.config.load import load_settings
+from coin_sync.observe.publish import publish
 from coin_sync.outcome import EndReason, PassReport
-from coin_sync.publish import publish
 from fake_backend import FakeBackend, error400
 from prom_tools import promtool_check, samples
 

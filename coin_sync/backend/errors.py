@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from coin_sync.exchange import Classification
+from coin_sync.backend.exchange import Classification
 
 # 429 from a gateway, 500 when Binance or MongoDB failed, 502-504 from a proxy.
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})

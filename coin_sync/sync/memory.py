@@ -1,5 +1,5 @@
 """What a pass remembers and checks around the pool: the ambiguous syncs of earlier passes
-(held back, coin_sync/holds.py), the ones of this pass (remembered in the StateStore),
+(held back, coin_sync/sync/holds.py), the ones of this pass (remembered in the StateStore),
 and the declared symbols still missing from /api/symbols (pending_backfill).
 
 At most two extra GET /api/symbols, each a single attempt and only when needed: at the
@@ -11,26 +11,14 @@ last_record of a new ambiguous sync).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from coin_sync.errors import BackendError
-from coin_sync.holds import Listing, decide
+from coin_sync.backend.errors import BackendError
 from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, SymbolResult, SymbolStatus
-from coin_sync.state import AmbiguousSync
-
-if TYPE_CHECKING:
-    from coin_sync.runner import PassContext
-
-
-@dataclass
-class SymbolPlan:
-    symbols: list[str]  # this shard's, in order
-    listing: Listing | None  # the backend's list; None with SYMBOLS_TO_SYNC (not read)
-    unlisted_includes: set[str] = field(default_factory=set)  # declared, absent from the listing
-    # What /api/symbols said of each symbol's last_record (raw, for coin_sync.freshness).
-    listed_last_records: dict[str, object] = field(default_factory=dict)
+from coin_sync.sync.context import PassContext
+from coin_sync.sync.holds import Listing, decide
+from coin_sync.sync.plan import SymbolPlan
+from coin_sync.sync.state import AmbiguousSync
 
 
 def baseline(listing: Listing | None, symbol: str) -> tuple[str | None, bool]:

@@ -1,4 +1,4 @@
-"""Pure symbol policy: parsing the backend's list, normalising names, sharding."""
+"""Pure symbol policy: normalising names, composing the list, sharding."""
 
 from __future__ import annotations
 
@@ -6,20 +6,10 @@ import hashlib
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from coin_sync.freshness import MISSING
+from coin_sync.backend.wire import ListedSymbol
 
 MAX_SYMBOL_LENGTH = 32
-
-
-@dataclass(frozen=True)
-class ListedSymbol:
-    """One row of GET /api/symbols. last_record: the raw value; None when the row is a
-    bare name (no timestamp to expect), MISSING when an object row lacks it."""
-
-    name: str
-    last_record: object = None
 
 
 @dataclass(frozen=True)
@@ -33,36 +23,6 @@ class Rejected:
         # non-ASCII (Binance lists names such as 币安人生USDT), so a bad name can never
         # forge a log line.
         return repr(self.raw)
-
-
-def parse_symbols_payload(payload: Any) -> list[ListedSymbol]:
-    """The rows of GET /api/symbols, in either shape the contract allows.
-
-    Raises ValueError when the payload is neither shape.
-    """
-    if isinstance(payload, list):
-        items: list[Any] = payload
-    elif isinstance(payload, dict) and isinstance(payload.get("symbols"), list):
-        if payload.get("success") is False:
-            raise ValueError("el backend respondió success=false")
-        items = payload["symbols"]
-    else:
-        raise ValueError("la respuesta no es una lista de símbolos")
-    rows: list[ListedSymbol] = []
-    for item in items:
-        if isinstance(item, str):
-            rows.append(ListedSymbol(item))
-        elif isinstance(item, dict) and isinstance(item.get("symbol"), str):
-            rows.append(ListedSymbol(item["symbol"], reported(item, "last_record")))
-        else:
-            raise ValueError(f"elemento inesperado en la lista de símbolos: {str(item)[:60]!r}")
-    return rows
-
-
-def reported(row: dict[str, Any], key: str) -> object:
-    """row[key], or MISSING when the row lacks it or says null."""
-    value = row.get(key)
-    return MISSING if value is None else value
 
 
 def listed_last_records(rows: Iterable[ListedSymbol]) -> dict[str, object]:

@@ -1,56 +1,26 @@
-"""One sync pass, composed: wait for a healthy backend, resolve the symbols (coin_sync.plan),
-hold back the ambiguous ones (coin_sync.memory), sync the rest longest first in the pool
-(one attempt at a time: coin_sync.syncer), judge the freshness, and return the report.
-Publishing the report is coin_sync.publish's job."""
+"""One sync pass, composed: wait for a healthy backend, resolve the symbols (coin_sync.sync.plan),
+hold back the ambiguous ones (coin_sync.sync.memory), sync the rest longest first in the pool
+(one attempt at a time: coin_sync.sync.syncer), judge the freshness, and return the report.
+Publishing the report is coin_sync.observe.publish's job."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
 
-from coin_sync.client import BackendClient
+from coin_sync.backend.health import wait_until_healthy
 from coin_sync.clock import Clock
-from coin_sync.config import Settings
-from coin_sync.errors import BackendError
-from coin_sync.freshness import assess, parse_timestamp
-from coin_sync.health import wait_until_healthy
-from coin_sync.limiter import INITIAL_LIMIT, make_limiter
-from coin_sync.memory import Memory, SymbolPlan
-from coin_sync.ordering import longest_first
+from coin_sync.config.settings import Settings
 from coin_sync.outcome import EndReason, PassReport, SymbolResult
-from coin_sync.plan import resolve_plan
-from coin_sync.pool import Limit, Pool
-from coin_sync.retry import RetryPolicy
-from coin_sync.state import MemoryStateStore, StateStore
-from coin_sync.stop import Interrupted, Stop
-from coin_sync.syncer import SymbolSync
-
-
-@dataclass
-class PassContext:
-    """What a pass talks to and waits on; tests swap the clock."""
-
-    settings: Settings
-    client: BackendClient
-    log: logging.Logger
-    stop: Stop
-    clock: Clock
-    state: StateStore = field(default_factory=MemoryStateStore)  # the CLI gives STATE_FILE's
-
-    @property
-    def policy(self) -> RetryPolicy:
-        return RetryPolicy.from_settings(self.settings.retry)
-
-    def log_retry(self, what: str, attempt: int, error: BackendError, delay: float) -> None:
-        self.log.warning(
-            "↻ %s: intento %d de %d falló (%s); reintento en %.1f s",
-            what,
-            attempt,
-            self.policy.max_retries + 1,
-            error,
-            delay,
-        )
+from coin_sync.stop import Interrupted
+from coin_sync.sync.context import PassContext
+from coin_sync.sync.freshness import assess, parse_timestamp
+from coin_sync.sync.limiter import INITIAL_LIMIT, make_limiter
+from coin_sync.sync.memory import Memory
+from coin_sync.sync.ordering import longest_first
+from coin_sync.sync.plan import SymbolPlan, resolve_plan
+from coin_sync.sync.pool import Limit, Pool
+from coin_sync.sync.syncer import SymbolSync
 
 
 def new_report(settings: Settings, clock: Clock, reason: EndReason = EndReason.OK) -> PassReport:

@@ -13,22 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from coin_sync.backend.wire import MISSING
+
 CANDLE_SECONDS: Final = 60.0
 # Clocks of two machines disagree a little; more than this ahead is a wrong timestamp.
 FUTURE_TOLERANCE_SECONDS: Final = 300.0
 # Before the exchange existed: a zero date, an epoch 0, a parse of garbage.
 OLDEST: Final = datetime(2017, 1, 1, tzinfo=UTC)
-
-
-class _Missing:
-    """A source that should have carried `last_record` and did not (distinct from None,
-    a source that never carries it: a bare list of names, no sync answer)."""
-
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Final = _Missing()
 
 
 @dataclass(frozen=True)

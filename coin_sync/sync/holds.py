@@ -3,7 +3,7 @@
 A sync that ended without a clear answer (read timeout, a gateway's 504, or still in
 flight when the pass was cut short) may still be running in the backend: a first backfill
 can outlast HTTP_TIMEOUT. Sending it again then makes the backend fetch the same klines
-twice at once. So the pass remembers it (coin_sync/state.py) and the next passes hold it
+twice at once. So the pass remembers it (coin_sync/sync/state.py) and the next passes hold it
 back until the backend finished it (its last_record advanced past the one it had when
 the sync was sent, or it appeared in /api/symbols) or AMBIGUOUS_HOLD_SECONDS passed.
 """
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from coin_sync.state import AmbiguousSync, State
-from coin_sync.symbols import ListedSymbol
+from coin_sync.backend.wire import ListedSymbol
+from coin_sync.sync.state import AmbiguousSync, State
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from coin_sync.config import Settings
+from coin_sync.config.settings import Settings
+from coin_sync.files import write_atomically
 from coin_sync.outcome import EndReason, PassReport, signal_name
-from coin_sync.state import write_atomically
 
 TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps of /dev/termination-log
 TERMINATION_FAILED_LIMIT = 20
@@ -55,7 +55,7 @@ def publish(report: PassReport, settings: Settings, log: logging.Logger, guard: 
             log.info("Resumen escrito en %s", summary_file)
     write_termination_message(report, settings.log.termination_message_path)
     if settings.metrics.enabled:
-        from coin_sync.metrics import publish_metrics  # prometheus_client only when asked for
+        from coin_sync.observe.metrics import publish_metrics  # prometheus_client only when asked for
 
         publish_metrics(report.to_dict(), settings.metrics, log)
     guard.finish(report)

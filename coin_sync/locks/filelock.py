@@ -21,9 +21,9 @@ import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
-from coin_sync.k8s import LockOutcome
+from coin_sync.config.parsing import OFF
+from coin_sync.locks.guard import LockOutcome
 from coin_sync.outcome import PassReport
-from coin_sync.parsing import OFF
 
 HOLDER_LIMIT = 200
 

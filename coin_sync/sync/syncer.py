@@ -1,4 +1,4 @@
-"""One attempt at one symbol, and what follows from its answer (coin_sync.attempt): the
+"""One attempt at one symbol, and what follows from its answer (coin_sync.sync.attempt): the
 result, a re-queue, a retry, or a halt; after a backend-side failure, one /health probe.
 What the pass must remember of each attempt (when it was sent, whether its answer was
 ambiguous, the last_record it reported) goes to Memory and to `last_records`."""
@@ -6,17 +6,14 @@ ambiguous, the last_record it reported) goes to Memory and to `last_records`."""
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
-from coin_sync.attempt import Action, Job, decide, limiter_signal
-from coin_sync.errors import BackendError, ErrorKind
-from coin_sync.limiter import Limiter, Signal
-from coin_sync.memory import Memory
+from coin_sync.backend.errors import BackendError, ErrorKind
 from coin_sync.outcome import EndReason, SymbolResult, SymbolStatus
-from coin_sync.pool import Verdict
-
-if TYPE_CHECKING:
-    from coin_sync.runner import PassContext
+from coin_sync.sync.attempt import Action, Job, decide, limiter_signal
+from coin_sync.sync.context import PassContext
+from coin_sync.sync.limiter import Limiter, Signal
+from coin_sync.sync.memory import Memory
+from coin_sync.sync.pool import Verdict
 
 
 class SymbolSync:

@@ -25,9 +25,9 @@ from prometheus_client.exposition import basic_auth_handler, default_handler, pu
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from coin_sync.config import MetricsSettings
-from coin_sync.parsing import redact_url
-from coin_sync.state import write_atomically
+from coin_sync.config.parsing import redact_url
+from coin_sync.config.settings import MetricsSettings
+from coin_sync.files import write_atomically
 
 Summary = Mapping[str, Any]
 

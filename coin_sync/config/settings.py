@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from coin_sync import parsing as p
+from coin_sync.config import parsing as p
 
 SPEC = "coin_sync.setting"
 

@@ -13,9 +13,9 @@ from typing import Generic, TypeVar
 
 import backoff
 
+from coin_sync.backend.errors import BackendError
 from coin_sync.clock import Clock
-from coin_sync.config import RetrySettings
-from coin_sync.errors import BackendError
+from coin_sync.config.settings import RetrySettings
 from coin_sync.stop import Stop
 
 T = TypeVar("T")

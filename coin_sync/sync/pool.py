@@ -22,11 +22,11 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from coin_sync.attempt import Job
 from coin_sync.clock import Clock
-from coin_sync.limiter import Limiter, Signal, Ticket
 from coin_sync.outcome import EndReason, SymbolResult, SymbolStatus, signal_name
 from coin_sync.stop import Stop
+from coin_sync.sync.attempt import Job
+from coin_sync.sync.limiter import Limiter, Signal, Ticket
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 
-from coin_sync.errors import BackendError, ErrorKind
-from coin_sync.exchange import Verdict as ExchangeVerdict
-from coin_sync.limiter import Signal
-from coin_sync.retry import RetryPolicy, honouring_retry_after
+from coin_sync.backend.errors import BackendError, ErrorKind
+from coin_sync.backend.exchange import Verdict as ExchangeVerdict
+from coin_sync.backend.retry import RetryPolicy, honouring_retry_after
+from coin_sync.sync.limiter import Signal
 
 OVERLOAD_STATUSES = frozenset({429, 500, 502, 503})
 OVERLOAD_REQUEUES = 5
@@ -34,7 +34,7 @@ BUDGET_NOTE = " (sin tiempo en el presupuesto de la pasada: se reintentará en l
 
 def exchange_quota_reason(error: BackendError) -> str | None:
     """Why the exchange will not serve the backend now (its rate limit, or an IP ban), as
-    coin_sync.exchange read the relayed 500; else None."""
+    coin_sync.backend.exchange read the relayed 500; else None."""
     exchange = error.exchange
     if exchange is None:
         return None

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from coin_sync.holds import Listing
-from coin_sync.memory import SymbolPlan
-from coin_sync.retry import RetriesExhausted, call_with_retries
-from coin_sync.symbols import ListedSymbol, compose, listed_last_records, normalise_symbols, select_shard
+from coin_sync.backend.retry import RetriesExhausted, call_with_retries
+from coin_sync.backend.wire import ListedSymbol
+from coin_sync.sync.context import PassContext
+from coin_sync.sync.holds import Listing
+from coin_sync.sync.symbols import compose, listed_last_records, normalise_symbols, select_shard
 
-if TYPE_CHECKING:
-    from coin_sync.runner import PassContext
+
+@dataclass
+class SymbolPlan:
+    symbols: list[str]  # this shard's, in order
+    listing: Listing | None  # the backend's list; None with SYMBOLS_TO_SYNC (not read)
+    unlisted_includes: set[str] = field(default_factory=set)  # declared, absent from the listing
+    # What /api/symbols said of each symbol's last_record (raw, for coin_sync.sync.freshness).
+    listed_last_records: dict[str, object] = field(default_factory=dict)
 
 
 def resolve_symbols(ctx: PassContext) -> list[str] | None:

@@ -1,38 +1,28 @@
 """HTTP client of the backend contract (../shared/backend-contract.md).
 
 Each method makes ONE request and either returns the parsed answer or raises a
-classified BackendError; retrying is the caller's policy (coin_sync.retry).
+classified BackendError; retrying is the caller's policy (coin_sync.backend.retry).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from coin_sync.config import BackendSettings
-from coin_sync.errors import BackendError, ErrorKind
-from coin_sync.exchange import Classification, classify
-from coin_sync.parsing import redact_url
-from coin_sync.retry import parse_retry_after
-from coin_sync.symbols import ListedSymbol, parse_symbols_payload, reported
+from coin_sync.backend.errors import BackendError, ErrorKind
+from coin_sync.backend.exchange import Classification, classify
+from coin_sync.backend.retry import parse_retry_after
+from coin_sync.backend.wire import ListedSymbol, SyncAnswer, parse_symbols_payload, reported
+from coin_sync.config.parsing import redact_url
+from coin_sync.config.settings import BackendSettings
 
 HEALTH_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 10.0
 MESSAGE_LIMIT = 300
-
-
-@dataclass(frozen=True)
-class SyncAnswer:
-    """What POST /api/sync said. last_record: statistics.last_record as sent (raw);
-    None when the answer has no statistics, MISSING when they lack it."""
-
-    new_records: int
-    last_record: object = None
 
 
 def make_session(token: str | None, pool_size: int, url: str) -> requests.Session:

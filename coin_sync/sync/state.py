@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+
+from coin_sync.files import write_atomically
 
 FORMAT_VERSION = 1
 
@@ -65,17 +66,6 @@ def state_from_json(data: Any) -> State:
             raise ValueError(f"last_record inválido para {symbol!r}")
         state[symbol] = AmbiguousSync(symbol, sent_at, last, baseline_known="last_record" in item)
     return state
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 class FileStateStore:

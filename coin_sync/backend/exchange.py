@@ -4,7 +4,7 @@ The real backend answers every exchange failure with a 500 whose message is its 
 client's text (../shared/backend-contract.md), e.g.
 ``400, message='Bad Request', url=URL('https://api.binance.com/api/v3/klines?symbol=BTCUSTD&...')``.
 Some of those can never change by retrying (an unknown symbol); a rate limit or a ban
-stops the pass (coin_sync.attempt: our retries must not keep a ban alive); everything
+stops the pass (coin_sync.sync.attempt: our retries must not keep a ban alive); everything
 else is transient.
 """
 

@@ -1,7 +1,7 @@
 """Settings, built once: defaults < YAML file < environment < flags, validated here.
 
-What each setting is lives in coin_sync.settings; this module reads the layers
-(coin_sync.sources), parses each value and validates the whole in one place. Every
+What each setting is lives in coin_sync.config.settings; this module reads the layers
+(coin_sync.config.sources), parses each value and validates the whole in one place. Every
 failure is a ConfigError, whose message is one Spanish line naming the setting.
 """
 
@@ -13,36 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from coin_sync import parsing as p
-from coin_sync.settings import (
+from coin_sync.config import parsing as p
+from coin_sync.config.settings import (
     FIELDS,
     FIELDS_BY_ENV,
-    BackendSettings,
-    KubernetesSettings,
-    LogSettings,
     MetricsSettings,
-    RetrySettings,
     Settings,
-    SyncSettings,
-    setting_names,
     settings_from,
 )
-from coin_sync.sources import ConfigError, env_layer, secret_or_file, yaml_layer
-
-__all__ = [
-    "FIELDS",
-    "BackendSettings",
-    "ConfigError",
-    "KubernetesSettings",
-    "LogSettings",
-    "MetricsSettings",
-    "RetrySettings",
-    "Settings",
-    "SyncSettings",
-    "load_settings",
-    "setting_names",
-    "settings_from",
-]
+from coin_sync.config.sources import ConfigError, env_layer, secret_or_file, yaml_layer
 
 
 def load_settings(

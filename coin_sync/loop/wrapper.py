@@ -22,49 +22,24 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
 import threading
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from coin_sync.clock import Clock, RealClock
-from coin_sync.config import Settings
-from coin_sync.loop_reports import PassReports
+from coin_sync.config.settings import Settings
+from coin_sync.loop.child import Child, Spawner, notify_on_exit, spawn_process
+from coin_sync.loop.reports import PassReports
 from coin_sync.outcome import ExitCode, signal_name
 from coin_sync.stop import Stop
 
 if TYPE_CHECKING:
-    from coin_sync.metrics import LoopMetrics
+    from coin_sync.observe.metrics import LoopMetrics
 
 # The loop must be gone within SHUTDOWN_GRACE_SECONDS + 1 s of the signal; killing a
 # pass that overruns a little before that leaves time to reap it and log.
 KILL_MARGIN_SECONDS = 0.25
 BUDGET_SHARE = 5 / 6  # of SYNC_INTERVAL_SECONDS, for a pass with no PASS_BUDGET_SECONDS
-
-
-class Child(Protocol):
-    """What the loop needs of a running pass: the part of `subprocess.Popen` it uses."""
-
-    @property
-    def pid(self) -> int: ...
-
-    def poll(self) -> int | None: ...
-
-    def wait(self, timeout: float | None = None) -> int: ...
-
-    def send_signal(self, sig: int) -> None: ...
-
-    def kill(self) -> None: ...
-
-
-# Starts pass `argv` with exactly the environment `env`; raises OSError if it cannot.
-Spawner = Callable[[list[str], dict[str, str]], Child]
-
-
-def spawn_process(argv: list[str], env: dict[str, str]) -> Child:
-    # Own process group: a terminal's Ctrl+C reaches the pass once, forwarded by the
-    # loop, instead of twice (once from the terminal, once from us).
-    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, process_group=0)
 
 
 def run_loop(
@@ -206,7 +181,7 @@ class _Loop:
         self.child = child
         self.log.debug("Pasada #%d iniciada (pid %d)", self.number, child.pid)
         threading.Thread(
-            target=_notify_on_exit, args=(child, self.stop), name=f"pass-{self.number}", daemon=True
+            target=notify_on_exit, args=(child, self.stop), name=f"pass-{self.number}", daemon=True
         ).start()
 
         def woken() -> bool:
@@ -291,13 +266,6 @@ class _Loop:
         if self.child is not None and self.child.poll() is None:
             self.child.kill()
             self.child.wait()
-
-
-def _notify_on_exit(child: Child, stop: Stop) -> None:
-    """The waker: wait for the pass to end (a Popen is reaped here), then wake the loop,
-    which reads the exit code with poll()."""
-    child.wait()
-    stop.notify()
 
 
 def _seconds(value: float) -> str:

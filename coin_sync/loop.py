@@ -31,6 +31,7 @@ from coin_sync.clock import Clock, RealClock
 from coin_sync.config import Settings
 from coin_sync.loop_reports import PassReports
 from coin_sync.outcome import ExitCode, signal_name
+from coin_sync.schedule import pass_budget
 from coin_sync.stop import Stop
 
 if TYPE_CHECKING:
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 # The loop must be gone within SHUTDOWN_GRACE_SECONDS + 1 s of the signal; killing a
 # pass that overruns a little before that leaves time to reap it and log.
 KILL_MARGIN_SECONDS = 0.25
-BUDGET_SHARE = 5 / 6  # of SYNC_INTERVAL_SECONDS, for a pass with no PASS_BUDGET_SECONDS
 
 
 class Child(Protocol):
@@ -137,7 +137,7 @@ class _Loop:
         # set (environment, file or flag, all in `settings`), each pass gets 5/6 of the
         # interval (50 s of a minute), the rest a margin for start-up and the summary.
         unset = settings.sync.budget_seconds is None  # an explicit 0 means "no budget"
-        self.budget = {"PASS_BUDGET_SECONDS": f"{round(self.interval * BUDGET_SHARE, 3):g}"} if unset else {}
+        self.budget = {"PASS_BUDGET_SECONDS": f"{pass_budget(self.interval):g}"} if unset else {}
         self.grace = settings.sync.shutdown_grace_seconds
         self.child_argv = list(child_argv)
         self.log = log

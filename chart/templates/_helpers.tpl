@@ -96,9 +96,6 @@ as the digits.
 {{- define "coin-sync.envConfigMapName" -}}
 {{- printf "%s-env" (include "coin-sync.fullname" .) }}
 {{- end }}
-{{- define "coin-sync.fileConfigMapName" -}}
-{{- printf "%s-config" (include "coin-sync.fullname" .) }}
-{{- end }}
 {{- define "coin-sync.secretName" -}}
 {{- if .Values.backend.existingSecret.name }}
 {{- .Values.backend.existingSecret.name }}
@@ -130,9 +127,6 @@ BACKEND_TOKEN
 {{/* Mount points of the files the chart provides. */}}
 {{- define "coin-sync.metricsSecretDir" -}}
 /var/run/secrets/coin-sync-pushgateway
-{{- end }}
-{{- define "coin-sync.configFilePath" -}}
-/etc/coin-sync/config.yaml
 {{- end }}
 {{- define "coin-sync.tokenDir" -}}
 /var/run/secrets/coin-sync
@@ -175,77 +169,14 @@ kubernetes.integration.mode as K8S_INTEGRATION wants it. An unquoted `mode: off`
 {{- end }}
 
 {{/*
-A number as text for an env var: YAML numbers arrive as float64 (300 -> "300", not
-"3e+02"); --set numbers arrive as int64.
+A value as env var text: strings as they are, lists joined by commas, anything else as
+JSON (numbers in plain digits: 300, 0.25, 1000000; true/false).
 */}}
 {{- define "coin-sync.num" -}}
-{{- if and (kindIs "float64" .) (eq . (floor .)) }}
-{{- printf "%d" (int64 .) }}
-{{- else }}
-{{- toString . }}
+{{- if kindIs "string" . }}{{ . }}
+{{- else if kindIs "slice" . }}{{ join "," . }}
+{{- else }}{{ toJson . }}
 {{- end }}
-{{- end }}
-
-{{/*
-The program's settings from config.* as an env map (name -> string), minus the keys
-that configFile sets (the environment would override the file otherwise).
-Output: YAML of the map; use with fromYaml.
-*/}}
-{{- define "coin-sync.configEnv" -}}
-{{- $c := .Values.config }}
-{{- $lists := dict }}
-{{- range $key, $value := dict "symbols" $c.symbolsToSync "include" $c.symbolsInclude "exclude" $c.symbolsExclude }}
-{{- $_ := set $lists $key (ternary (join "," $value) (toString $value) (kindIs "slice" $value)) }}
-{{- end }}
-{{- $env := dict
-  "LOG_LEVEL" $c.logLevel
-  "LOG_DIR" $c.logDir
-  "LOG_FORMAT" $c.logFormat
-  "HTTP_TIMEOUT" (include "coin-sync.num" $c.httpTimeout)
-  "MAX_RETRIES" (include "coin-sync.num" $c.maxRetries)
-  "RETRY_DELAY_SECONDS" (include "coin-sync.num" $c.retryDelaySeconds)
-  "RETRY_MAX_DELAY_SECONDS" (include "coin-sync.num" $c.retryMaxDelaySeconds)
-  "SYMBOLS_TO_SYNC" $lists.symbols
-  "SYMBOLS_INCLUDE" $lists.include
-  "SYMBOLS_EXCLUDE" $lists.exclude
-  "SYNC_CONCURRENCY" (include "coin-sync.num" $c.syncConcurrency)
-  "SYNC_CONCURRENCY_MAX" (include "coin-sync.num" $c.syncConcurrencyMax)
-  "BACKEND_WAIT_SECONDS" (include "coin-sync.num" $c.backendWaitSeconds)
-  "PASS_DEADLINE_SECONDS" (include "coin-sync.num" $c.passDeadlineSeconds)
-  "SHUTDOWN_GRACE_SECONDS" (include "coin-sync.num" $c.shutdownGraceSeconds)
-  "SUMMARY_FILE" $c.summaryFile
-  "STALE_AFTER_SECONDS" (include "coin-sync.num" $c.staleAfterSeconds)
-  "FAIL_ON_STALE" (toString $c.failOnStale)
-}}
-{{- $budget := $c.passBudgetSeconds }}
-{{- if kindIs "invalid" $budget }}
-{{- /* 5/6 of the interval between passes (50 s of a minute), as the loop does. */}}
-{{- $every := include "coin-sync.scheduleSeconds" . | int64 }}
-{{- if $every }}
-{{- $budget = div (mul $every 5) 6 }}
-{{- end }}
-{{- end }}
-{{- if not (kindIs "invalid" $budget) }}
-{{- $_ := set $env "PASS_BUDGET_SECONDS" (include "coin-sync.num" $budget) }}
-{{- end }}
-{{- if not (kindIs "invalid" $c.ambiguousHoldSeconds) }}
-{{- $_ := set $env "AMBIGUOUS_HOLD_SECONDS" (include "coin-sync.num" $c.ambiguousHoldSeconds) }}
-{{- end }}
-{{- range $key, $_ := .Values.configFile }}
-{{- $_ := unset $env $key }}
-{{- end }}
-{{- toYaml $env }}
-{{- end }}
-
-{{/* The effective value of a setting: configFile wins over config.*. */}}
-{{- define "coin-sync.effective" -}}
-{{- $root := index . 0 }}
-{{- $envName := index . 1 }}
-{{- $value := index . 2 }}
-{{- if hasKey $root.Values.configFile $envName }}
-{{- $value = index $root.Values.configFile $envName }}
-{{- end }}
-{{- toString $value }}
 {{- end }}
 
 {{/*
@@ -259,13 +190,13 @@ Checks the schema cannot express. Included once, from the CronJob template.
 After SHUTDOWN_GRACE_SECONDS the pass still releases its Lease, posts its Event and
 writes its status and summary: 10 s more before SIGKILL.
 */}}
-{{- $grace := include "coin-sync.effective" (list . "SHUTDOWN_GRACE_SECONDS" .Values.config.shutdownGraceSeconds) | float64 }}
+{{- $grace := .Values.config.SHUTDOWN_GRACE_SECONDS | float64 }}
 {{- if lt (float64 .Values.terminationGracePeriodSeconds) (addf $grace 10) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) debe ser al menos config.shutdownGraceSeconds (%v) + 10 = %v: tras el margen de apagado la pasada aún libera su Lease, publica su Event y escribe su estado; con menos, Kubernetes la mata (SIGKILL) antes de que termine ordenadamente" .Values.terminationGracePeriodSeconds $grace (addf $grace 10)) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) debe ser al menos config.SHUTDOWN_GRACE_SECONDS (%v) + 10 = %v: tras el margen de apagado la pasada aún libera su Lease, publica su Event y escribe su estado; con menos, Kubernetes la mata (SIGKILL) antes de que termine ordenadamente" .Values.terminationGracePeriodSeconds $grace (addf $grace 10)) }}
 {{- end }}
-{{- $passDeadline := include "coin-sync.effective" (list . "PASS_DEADLINE_SECONDS" .Values.config.passDeadlineSeconds) | float64 }}
+{{- $passDeadline := .Values.config.PASS_DEADLINE_SECONDS | float64 }}
 {{- if and (ne .Values.activeDeadlineSeconds nil) (gt $passDeadline 0.0) (ge $passDeadline (float64 .Values.activeDeadlineSeconds)) }}
-{{- fail (printf "config.passDeadlineSeconds (%v) debe ser menor que activeDeadlineSeconds (%v)" $passDeadline .Values.activeDeadlineSeconds) }}
+{{- fail (printf "config.PASS_DEADLINE_SECONDS (%v) debe ser menor que activeDeadlineSeconds (%v)" $passDeadline .Values.activeDeadlineSeconds) }}
 {{- end }}
 {{- if and (ne .Values.maxFailedIndexes nil) (gt (int .Values.shards) 1) (ge (int .Values.maxFailedIndexes) (int .Values.shards)) }}
 {{- fail (printf "maxFailedIndexes (%v) debe ser menor que shards (%v)" .Values.maxFailedIndexes .Values.shards) }}
@@ -338,14 +269,10 @@ Env vars of the backend token (Secret or existingSecret), empty without a token.
 
 {{/*
 Env of the program's container shared by the CronJob and the helm test pod (after
-envFrom the env ConfigMap): token and CONFIG_FILE.
+envFrom the env ConfigMap): the token and the Pushgateway password files.
 */}}
 {{- define "coin-sync.commonEnv" -}}
 {{- include "coin-sync.tokenEnv" . }}
-{{- if .Values.configFile }}
-- name: CONFIG_FILE
-  value: {{ include "coin-sync.configFilePath" . | quote }}
-{{- end }}
 {{- if include "coin-sync.metricsPassword" . }}
 - name: METRICS_PUSHGATEWAY_PASSWORD_FILE
   value: {{ printf "%s/password" (include "coin-sync.metricsSecretDir" .) | quote }}
@@ -357,14 +284,9 @@ Volume mounts shared by the CronJob and the helm test pod.
 */}}
 {{- define "coin-sync.commonVolumeMounts" -}}
 - name: logs
-  mountPath: {{ .Values.config.logDir }}
+  mountPath: {{ .Values.config.LOG_DIR }}
 - name: tmp
   mountPath: /tmp
-{{- if .Values.configFile }}
-- name: config-file
-  mountPath: {{ include "coin-sync.configFilePath" . | dir }}
-  readOnly: true
-{{- end }}
 {{- if and (include "coin-sync.hasToken" .) .Values.backend.tokenAsFile }}
 - name: backend-token
   mountPath: {{ include "coin-sync.tokenDir" . }}
@@ -388,14 +310,6 @@ Volumes shared by the CronJob and the helm test pod, except `logs`.
   {{- else }}
   emptyDir: {}
   {{- end }}
-{{- if .Values.configFile }}
-- name: config-file
-  configMap:
-    name: {{ include "coin-sync.fileConfigMapName" . }}
-    items:
-      - key: {{ include "coin-sync.configFilePath" . | base }}
-        path: {{ include "coin-sync.configFilePath" . | base }}
-{{- end }}
 {{- if and (include "coin-sync.hasToken" .) .Values.backend.tokenAsFile }}
 - name: backend-token
   secret:
@@ -472,18 +386,12 @@ hostAliases:
 {{- end }}
 {{- end }}
 
-{{/*
-Exit codes, numerically sorted and deduplicated (the API requires ordered values).
-*/}}
+{{/* Exit codes (1-255) in ascending order, each once: the API requires ordered values. */}}
 {{- define "coin-sync.sortedCodes" -}}
-{{- $padded := list }}
-{{- range . }}
-{{- $padded = append $padded (printf "%03d" (int .)) }}
-{{- end }}
+{{- $codes := list }}
+{{- range . }}{{ $codes = append $codes (int .) }}{{ end }}
 {{- $out := list }}
-{{- range ($padded | uniq | sortAlpha) }}
-{{- $out = append $out (atoi .) }}
-{{- end }}
+{{- range $code := until 256 }}{{ if has $code $codes }}{{ $out = append $out $code }}{{ end }}{{ end }}
 {{- toJson $out }}
 {{- end }}
 
@@ -518,47 +426,18 @@ CRONJOB_NAME (the CronJob's name, also in Jobs created from it by hand).
 {{- end }}
 
 {{/*
-Seconds between two passes: metrics.intervalSeconds, else from `schedule` for the
-forms whose interval is constant. Anything else fails with a message.
+Seconds between two passes, for the alerts and the dashboard: metrics.intervalSeconds,
+else 60 with the chart's default schedule. The chart reads no cron expression (the
+program does, for its own budget: SYNC_SCHEDULE); any other schedule needs the value.
 */}}
-{{- define "coin-sync.scheduleSeconds" -}}
+{{- define "coin-sync.intervalSeconds" -}}
 {{- if ne .Values.metrics.intervalSeconds nil }}
 {{- int64 .Values.metrics.intervalSeconds }}
+{{- else if eq (.Values.schedule | trim) "* * * * *" -}}
+60
 {{- else }}
-{{- $s := .Values.schedule | trim }}
-{{- $macros := dict "@hourly" 3600 "@daily" 86400 "@midnight" 86400 "@weekly" 604800 }}
-{{- $f := regexSplit "\\s+" $s -1 }}
-{{- $n := "^[0-9]+$" }}
-{{- $step := "^\\*/[0-9]+$" }}
-{{- $out := 0 }}
-{{- if hasKey $macros $s }}
-{{- $out = index $macros $s }}
-{{- else if and (eq (len $f) 5) (eq (index $f 2) "*") (eq (index $f 3) "*") (eq (index $f 4) "*") }}
-{{- $min := index $f 0 }}
-{{- $hour := index $f 1 }}
-{{- if and (eq $min "*") (eq $hour "*") }}
-{{- $out = 60 }}
-{{- else if and (regexMatch $step $min) (eq $hour "*") (eq (mod 60 (int (trimPrefix "*/" $min))) 0) }}
-{{- $out = mul 60 (int (trimPrefix "*/" $min)) }}
-{{- else if and (regexMatch $n $min) (eq $hour "*") }}
-{{- $out = 3600 }}
-{{- else if and (regexMatch $n $min) (regexMatch $step $hour) (eq (mod 24 (int (trimPrefix "*/" $hour))) 0) }}
-{{- $out = mul 3600 (int (trimPrefix "*/" $hour)) }}
-{{- else if and (regexMatch $n $min) (regexMatch $n $hour) }}
-{{- $out = 86400 }}
-{{- end }}
-{{- end }}
-{{- $out }}
-{{- end }}
-{{- end }}
-
-{{/* The same, or a fail: the alerts and the dashboard cannot do without it. */}}
-{{- define "coin-sync.intervalSeconds" -}}
-{{- $out := include "coin-sync.scheduleSeconds" . | int64 }}
-{{- if not $out }}
 {{- fail (printf "metrics: no se puede deducir el intervalo entre pasadas de schedule %q (las alertas y el dashboard lo necesitan): indica metrics.intervalSeconds" (.Values.schedule | trim)) }}
 {{- end }}
-{{- $out }}
 {{- end }}
 
 {{/* Age in seconds above which a symbol's data is stale (alerts, ratio, dashboard). */}}
@@ -567,7 +446,7 @@ forms whose interval is constant. Anything else fails with a message.
 {{- if ne $t nil }}
 {{- include "coin-sync.num" $t }}
 {{- else }}
-{{- include "coin-sync.num" (addf (include "coin-sync.effective" (list . "STALE_AFTER_SECONDS" .Values.config.staleAfterSeconds) | float64) 60.0) }}
+{{- include "coin-sync.num" (addf (.Values.config.STALE_AFTER_SECONDS | float64) (include "coin-sync.candleSeconds" . | float64)) }}
 {{- end }}
 {{- end }}
 

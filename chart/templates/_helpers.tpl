@@ -93,44 +93,16 @@ as the digits.
 {{- end }}
 
 {{/* Names of the objects the chart creates or the program uses. */}}
-{{- define "coin-sync.envConfigMapName" -}}
-{{- printf "%s-env" (include "coin-sync.fullname" .) }}
-{{- end }}
-{{- define "coin-sync.secretName" -}}
-{{- if .Values.backend.existingSecret.name }}
-{{- .Values.backend.existingSecret.name }}
-{{- else }}
-{{- include "coin-sync.fullname" . }}
-{{- end }}
-{{- end }}
-{{- define "coin-sync.secretKey" -}}
-{{- if .Values.backend.existingSecret.name }}
-{{- .Values.backend.existingSecret.key }}
-{{- else -}}
-BACKEND_TOKEN
-{{- end }}
-{{- end }}
-{{- define "coin-sync.leaseName" -}}
-{{- printf "%s-lock" (include "coin-sync.fullname" .) }}
-{{- end }}
-{{- define "coin-sync.statusConfigMapName" -}}
-{{- printf "%s-status" (include "coin-sync.fullname" .) }}
-{{- end }}
-{{- define "coin-sync.pvcName" -}}
-{{- if .Values.logs.persistence.existingClaim }}
-{{- .Values.logs.persistence.existingClaim }}
-{{- else }}
-{{- printf "%s-logs" (include "coin-sync.fullname" .) }}
-{{- end }}
-{{- end }}
+{{- define "coin-sync.envConfigMapName" }}{{ include "coin-sync.fullname" . }}-env{{ end }}
+{{- define "coin-sync.leaseName" }}{{ include "coin-sync.fullname" . }}-lock{{ end }}
+{{- define "coin-sync.statusConfigMapName" }}{{ include "coin-sync.fullname" . }}-status{{ end }}
+{{- define "coin-sync.secretName" }}{{ .Values.backend.existingSecret.name | default (include "coin-sync.fullname" .) }}{{ end }}
+{{- define "coin-sync.secretKey" }}{{ ternary .Values.backend.existingSecret.key "BACKEND_TOKEN" (ne .Values.backend.existingSecret.name "") }}{{ end }}
+{{- define "coin-sync.pvcName" }}{{ .Values.logs.persistence.existingClaim | default (printf "%s-logs" (include "coin-sync.fullname" .)) }}{{ end }}
 
 {{/* Mount points of the files the chart provides. */}}
-{{- define "coin-sync.metricsSecretDir" -}}
-/var/run/secrets/coin-sync-pushgateway
-{{- end }}
-{{- define "coin-sync.tokenDir" -}}
-/var/run/secrets/coin-sync
-{{- end }}
+{{- define "coin-sync.metricsSecretDir" }}/var/run/secrets/coin-sync-pushgateway{{ end }}
+{{- define "coin-sync.tokenDir" }}/var/run/secrets/coin-sync{{ end }}
 
 {{/* "true" when a backend token is configured (chart Secret or existingSecret). */}}
 {{- define "coin-sync.hasToken" -}}
@@ -151,11 +123,7 @@ kubernetes.integration.mode as K8S_INTEGRATION wants it. An unquoted `mode: off`
 */}}
 {{- define "coin-sync.integrationMode" -}}
 {{- $mode := .Values.kubernetes.integration.mode }}
-{{- if kindIs "bool" $mode }}
-{{- ternary "on" "off" $mode }}
-{{- else }}
-{{- toString $mode }}
-{{- end }}
+{{- if kindIs "bool" $mode }}{{ ternary "on" "off" $mode }}{{ else }}{{ $mode }}{{ end }}
 {{- end }}
 
 {{/* "true" when logs go to a PVC. */}}
@@ -217,175 +185,6 @@ writes its status and summary: 10 s more before SIGKILL.
 {{- end }}
 {{- end }}
 
-{{/* POD_NAMESPACE from the downward API. */}}
-{{- define "coin-sync.namespaceEnv" -}}
-- name: POD_NAMESPACE
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.namespace
-{{- end }}
-
-{{/*
-Env vars of the Kubernetes integration that come from the downward API.
-*/}}
-{{- define "coin-sync.downwardEnv" -}}
-- name: POD_NAME
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.name
-{{ include "coin-sync.namespaceEnv" . }}
-- name: JOB_NAME
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.labels['batch.kubernetes.io/job-name']
-# `kubectl describe job` lists only Events whose involvedObject carries the Job's uid.
-- name: JOB_UID
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.labels['batch.kubernetes.io/controller-uid']
-- name: POD_UID
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.uid
-{{- end }}
-
-{{/*
-Env vars of the backend token (Secret or existingSecret), empty without a token.
-*/}}
-{{- define "coin-sync.tokenEnv" -}}
-{{- if include "coin-sync.hasToken" . }}
-{{- if .Values.backend.tokenAsFile }}
-- name: BACKEND_TOKEN_FILE
-  value: {{ printf "%s/token" (include "coin-sync.tokenDir" .) | quote }}
-{{- else }}
-- name: BACKEND_TOKEN
-  valueFrom:
-    secretKeyRef:
-      name: {{ include "coin-sync.secretName" . }}
-      key: {{ include "coin-sync.secretKey" . | quote }}
-{{- end }}
-{{- end }}
-{{- end }}
-
-{{/*
-Env of the program's container shared by the CronJob and the helm test pod (after
-envFrom the env ConfigMap): the token and the Pushgateway password files.
-*/}}
-{{- define "coin-sync.commonEnv" -}}
-{{- include "coin-sync.tokenEnv" . }}
-{{- if include "coin-sync.metricsPassword" . }}
-- name: METRICS_PUSHGATEWAY_PASSWORD_FILE
-  value: {{ printf "%s/password" (include "coin-sync.metricsSecretDir" .) | quote }}
-{{- end }}
-{{- end }}
-
-{{/*
-Volume mounts shared by the CronJob and the helm test pod.
-*/}}
-{{- define "coin-sync.commonVolumeMounts" -}}
-- name: logs
-  mountPath: {{ .Values.config.LOG_DIR }}
-- name: tmp
-  mountPath: /tmp
-{{- if and (include "coin-sync.hasToken" .) .Values.backend.tokenAsFile }}
-- name: backend-token
-  mountPath: {{ include "coin-sync.tokenDir" . }}
-  readOnly: true
-{{- end }}
-{{- if include "coin-sync.metricsPassword" . }}
-- name: pushgateway-password
-  mountPath: {{ include "coin-sync.metricsSecretDir" . }}
-  readOnly: true
-{{- end }}
-{{- end }}
-
-{{/*
-Volumes shared by the CronJob and the helm test pod, except `logs`.
-*/}}
-{{- define "coin-sync.commonVolumes" -}}
-- name: tmp
-  {{- if .Values.tmp.sizeLimit }}
-  emptyDir:
-    sizeLimit: {{ .Values.tmp.sizeLimit | quote }}
-  {{- else }}
-  emptyDir: {}
-  {{- end }}
-{{- if and (include "coin-sync.hasToken" .) .Values.backend.tokenAsFile }}
-- name: backend-token
-  secret:
-    secretName: {{ include "coin-sync.secretName" . }}
-    # Readable by the container whatever its UID/GID (no reliance on fsGroup); only
-    # this pod mounts the volume.
-    defaultMode: 0444
-    items:
-      - key: {{ include "coin-sync.secretKey" . }}
-        path: token
-{{- end }}
-{{- if include "coin-sync.metricsPassword" . }}
-{{- $auth := .Values.metrics.pushgateway.basicAuth }}
-- name: pushgateway-password
-  secret:
-    secretName: {{ $auth.existingSecret.name }}
-    defaultMode: 0444
-    items:
-      - key: {{ $auth.existingSecret.key }}
-        path: password
-{{- end }}
-{{- end }}
-
-{{/*
-The logs emptyDir (the helm test pod always uses one).
-*/}}
-{{- define "coin-sync.logsEmptyDir" -}}
-- name: logs
-  {{- if .Values.logs.emptyDir.sizeLimit }}
-  emptyDir:
-    sizeLimit: {{ .Values.logs.emptyDir.sizeLimit | quote }}
-  {{- else }}
-  emptyDir: {}
-  {{- end }}
-{{- end }}
-
-{{/*
-Scheduling and pod-level fields shared by the CronJob and the helm test pod.
-*/}}
-{{- define "coin-sync.podScheduling" -}}
-{{- with .Values.imagePullSecrets }}
-imagePullSecrets:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with .Values.podSecurityContext }}
-securityContext:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with .Values.priorityClassName }}
-priorityClassName: {{ . }}
-{{- end }}
-{{- with .Values.nodeSelector }}
-nodeSelector:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with .Values.affinity }}
-affinity:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with .Values.tolerations }}
-tolerations:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with .Values.dnsPolicy }}
-dnsPolicy: {{ . }}
-{{- end }}
-{{- with .Values.dnsConfig }}
-dnsConfig:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- with .Values.hostAliases }}
-hostAliases:
-  {{- toYaml . | nindent 2 }}
-{{- end }}
-{{- end }}
-
 {{/* Exit codes (1-255) in ascending order, each once: the API requires ordered values. */}}
 {{- define "coin-sync.sortedCodes" -}}
 {{- $codes := list }}
@@ -393,100 +192,6 @@ hostAliases:
 {{- $out := list }}
 {{- range $code := until 256 }}{{ if has $code $codes }}{{ $out = append $out $code }}{{ end }}{{ end }}
 {{- toJson $out }}
-{{- end }}
-
-{{/* "true" when the pass pushes metrics. */}}
-{{- define "coin-sync.metricsOn" -}}
-{{- if .Values.metrics.enabled }}true{{ end }}
-{{- end }}
-
-{{/* "true" when the Pushgateway password comes from a Secret (mounted as a file). */}}
-{{- define "coin-sync.metricsPassword" -}}
-{{- if and .Values.metrics.enabled .Values.metrics.pushgateway.basicAuth.existingSecret.name }}true{{ end }}
-{{- end }}
-
-{{/*
-The program's metrics settings as an env map (YAML; use with fromYaml); empty without
-metrics. The namespace label comes from POD_NAMESPACE, the cronjob label from
-CRONJOB_NAME (the CronJob's name, also in Jobs created from it by hand).
-*/}}
-{{- define "coin-sync.metricsEnv" -}}
-{{- if .Values.metrics.enabled }}
-{{- $m := .Values.metrics }}
-{{- $env := dict
-  "METRICS_PUSHGATEWAY_URL" $m.pushgateway.url
-  "METRICS_JOB" $m.job
-  "CRONJOB_NAME" (include "coin-sync.fullname" .)
-}}
-{{- with $m.pushgateway.basicAuth.username }}
-{{- $_ := set $env "METRICS_PUSHGATEWAY_USERNAME" . }}
-{{- end }}
-{{- toYaml $env }}
-{{- end }}
-{{- end }}
-
-{{/*
-Seconds between two passes, for the alerts and the dashboard: metrics.intervalSeconds,
-else 60 with the chart's default schedule. The chart reads no cron expression (the
-program does, for its own budget: SYNC_SCHEDULE); any other schedule needs the value.
-*/}}
-{{- define "coin-sync.intervalSeconds" -}}
-{{- if ne .Values.metrics.intervalSeconds nil }}
-{{- int64 .Values.metrics.intervalSeconds }}
-{{- else if eq (.Values.schedule | trim) "* * * * *" -}}
-60
-{{- else }}
-{{- fail (printf "metrics: no se puede deducir el intervalo entre pasadas de schedule %q (las alertas y el dashboard lo necesitan): indica metrics.intervalSeconds" (.Values.schedule | trim)) }}
-{{- end }}
-{{- end }}
-
-{{/* Age in seconds above which a symbol's data is stale (alerts, ratio, dashboard). */}}
-{{- define "coin-sync.staleAgeSeconds" -}}
-{{- $t := .Values.metrics.prometheusRule.rules.CoinSyncSymbolStale.thresholdSeconds }}
-{{- if ne $t nil }}
-{{- include "coin-sync.num" $t }}
-{{- else }}
-{{- include "coin-sync.num" (addf (.Values.config.STALE_AFTER_SECONDS | float64) (include "coin-sync.candleSeconds" . | float64)) }}
-{{- end }}
-{{- end }}
-
-{{/* Window in seconds of CoinSyncNoRecentSuccess: two intervals plus the margin. */}}
-{{- define "coin-sync.successWindowSeconds" -}}
-{{- $r := .Values.metrics.prometheusRule.rules.CoinSyncNoRecentSuccess }}
-{{- if ne $r.windowSeconds nil }}
-{{- include "coin-sync.num" $r.windowSeconds }}
-{{- else }}
-{{- include "coin-sync.num" (addf (mulf 2.0 (include "coin-sync.intervalSeconds" . | float64)) ($r.marginSeconds | float64)) }}
-{{- end }}
-{{- end }}
-
-{{/* PromQL label matchers of this release's pushed series. */}}
-{{- define "coin-sync.metricsSelector" -}}
-{{- printf "job=%q, namespace=%q, cronjob=%q" .Values.metrics.job .Release.Namespace (include "coin-sync.fullname" .) }}
-{{- end }}
-
-{{/* PromQL label matchers of this release's CronJob in kube-state-metrics. */}}
-{{- define "coin-sync.cronJobSelector" -}}
-{{- printf "namespace=%q, cronjob=%q" .Release.Namespace (include "coin-sync.fullname" .) }}
-{{- end }}
-
-{{/* Checks of the metrics values the schema cannot express. */}}
-{{- define "coin-sync.validateMetrics" -}}
-{{- $m := .Values.metrics }}
-{{- if $m.enabled }}
-{{- if not $m.pushgateway.url }}
-{{- fail "metrics.pushgateway.url está vacío: con metrics.enabled cada pasada empuja sus métricas a un Pushgateway; indica su URL, p. ej. --set metrics.pushgateway.url=http://prometheus-pushgateway.monitoring:9091" }}
-{{- end }}
-{{- $auth := $m.pushgateway.basicAuth }}
-{{- if and $auth.username (not $auth.existingSecret.name) }}
-{{- fail "metrics.pushgateway.basicAuth.username sin metrics.pushgateway.basicAuth.existingSecret.name: la contraseña del Pushgateway viene de un Secret existente (nunca de un valor ni de un ConfigMap)" }}
-{{- end }}
-{{- if and $auth.existingSecret.name (not $auth.username) }}
-{{- fail "metrics.pushgateway.basicAuth.existingSecret.name sin metrics.pushgateway.basicAuth.username: indica el usuario de la autenticación básica" }}
-{{- end }}
-{{- else if or $m.prometheusRule.enabled $m.grafanaDashboard.enabled }}
-{{- fail "metrics.prometheusRule.enabled y metrics.grafanaDashboard.enabled necesitan metrics.enabled (y metrics.pushgateway.url): sin métricas, las alertas y el dashboard no tendrían datos" }}
-{{- end }}
 {{- end }}
 
 {{/* The TCP port of a URL as a JSON list: its explicit port, else 80/443 by scheme. */}}

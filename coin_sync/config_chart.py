@@ -60,6 +60,13 @@ NOT_IN_A_POD = {
     "STATE_FILE": "en LOG_DIR",
 }
 
+# What the chart itself does with a setting (its own checks and mounts), for the docs.
+CHART_NOTES = {
+    "LOG_DIR": "Ahí se monta el volumen `logs`.",
+    "PASS_DEADLINE_SECONDS": "Debe ser menor que `activeDeadlineSeconds` (el chart lo comprueba).",
+    "SHUTDOWN_GRACE_SECONDS": "Como mucho `terminationGracePeriodSeconds` - 10 (el chart lo comprueba).",
+    "STALE_AFTER_SECONDS": "Más la duración de una vela (60 s), el umbral de la alerta CoinSyncSymbolStale.",
+}
 AS_TEXT = 'Admite el número como texto (`--set` convierte 0.5 en "0.5").'
 POSITIVE_TEXT = r"^([0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)$"
 NON_NEGATIVE_TEXT = r"^[0-9]+(\.[0-9]+)?$"
@@ -128,6 +135,30 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return nullable
 
 
+def constraint(f: Field) -> str:
+    """The values a setting takes, in words, from its parser."""
+    parse = f.spec.parse
+    if isinstance(parse, p.Choice):
+        return "Uno de: " + ", ".join(f"`{o}`" for o in parse.options) + "."
+    words = {
+        p.positive: "Número mayor que 0.",
+        p.non_negative: "Número no negativo.",
+        p.non_negative_int: "Entero no negativo.",
+        p.positive_int: "Entero positivo.",
+        p.concurrency: f"Entero de 1 a {p.MAX_CONCURRENCY}.",
+        p.concurrency_or_auto: f"`auto` o un entero de 1 a {p.MAX_CONCURRENCY}.",
+        p.symbol_list: "Texto separado por comas o lista.",
+        p.path: "Ruta absoluta.",
+    }
+    return words.get(parse, "")
+
+
+def doc(f: Field) -> str:
+    """A setting's documentation in the chart: its help, its values, what the chart does."""
+    unset = "`null` = sin definir." if f.default() is None else ""
+    return " ".join(filter(None, [_sentence(f.help), constraint(f), unset, CHART_NOTES.get(f.env, "")]))
+
+
 def config_schema() -> dict[str, Any]:
     return {
         "type": "object",
@@ -156,24 +187,14 @@ def default_text(f: Field) -> str:
 def values_block() -> str:
     lines = []
     for f in chart_fields():
-        lines += _wrap(f"# -- {_sentence(f.help)}", "  ")
+        lines += _wrap(f"# -- {doc(f)}", "  ")
         lines.append(f"  {f.env}: {default_text(f)}")
     return "\n".join(lines) + "\n"
 
 
 def readme_rows() -> str:
-    rows = [
-        f"| `config.{f.env}` | `{default_text(f)}` | {_sentence(f.help)}{_readme_note(f)} |" for f in chart_fields()
-    ]
+    rows = [f"| `config.{f.env}` | `{default_text(f)}` | {doc(f)} |" for f in chart_fields()]
     return "\n".join(rows) + "\n"
-
-
-def _readme_note(f: Field) -> str:
-    if f.spec.parse is p.symbol_list:
-        return " Texto separado por comas o lista."
-    if f.default() is None:
-        return " `null` = sin definir."
-    return ""
 
 
 def program_tpl() -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from coin_sync.config import parsing as p
+from coin_sync.config.schedule import interval_seconds, pass_budget
 from coin_sync.config.settings import (
     FIELDS,
     FIELDS_BY_ENV,
@@ -72,7 +73,11 @@ def _validated(settings: Settings) -> Settings:
     log, hold = settings.log, sync.ambiguous_hold_seconds
     lock = p.per_shard(log.lock_file or log.dir / ".coin-sync.lock", sync.shard_index, sync.shard_count)
     state = p.per_shard(log.state_file or log.dir / ".coin-sync-state.json", sync.shard_index, sync.shard_count)
-    sync = replace(sync, ambiguous_hold_seconds=2 * backend.http_timeout if hold is None else hold)
+    sync = replace(
+        sync,
+        ambiguous_hold_seconds=2 * backend.http_timeout if hold is None else hold,
+        budget_seconds=_budget(sync.budget_seconds, sync.schedule),
+    )
     return replace(
         settings,
         backend=backend,
@@ -80,6 +85,15 @@ def _validated(settings: Settings) -> Settings:
         log=replace(log, lock_file=lock, state_file=state),
         metrics=_validated_metrics(settings.metrics),
     )
+
+
+def _budget(budget: float | None, schedule: str | None) -> float | None:
+    """PASS_BUDGET_SECONDS as given (0 = none), else the share of SYNC_SCHEDULE's interval;
+    a schedule whose interval varies gives no budget."""
+    if budget is not None or schedule is None:
+        return budget
+    interval = interval_seconds(schedule)
+    return None if interval is None else pass_budget(interval)
 
 
 def _validated_metrics(metrics: MetricsSettings) -> MetricsSettings:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -85,14 +86,23 @@ def host(raw: str) -> str:
     return value
 
 
-def choice(*options: str, upper: bool = False) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.strip().upper() if upper else text.strip().lower()
-        if value not in options:
-            raise ValueError("debe ser uno de: " + ", ".join(options))
+@dataclass(frozen=True)
+class Choice:
+    """A parser of one of `options` (upper- or lower-cased first); the options stay
+    readable, so the chart's schema can list them."""
+
+    options: tuple[str, ...]
+    upper: bool = False
+
+    def __call__(self, text: str) -> str:
+        value = text.strip().upper() if self.upper else text.strip().lower()
+        if value not in self.options:
+            raise ValueError("debe ser uno de: " + ", ".join(self.options))
         return value
 
-    return parse
+
+def choice(*options: str, upper: bool = False) -> Choice:
+    return Choice(options, upper)
 
 
 def boolean(text: str) -> bool:

@@ -92,7 +92,7 @@ class SyncSettings:
         "PASS_BUDGET_SECONDS",
         p.non_negative,
         "no programa reintentos que acaben después y deja de despachar al agotarlo; 0 = sin presupuesto; "
-        "sin definir: ninguno ('loop': 5/6 de SYNC_INTERVAL_SECONDS)",
+        "sin definir: 5/6 del intervalo de SYNC_SCHEDULE ('loop': de SYNC_INTERVAL_SECONDS), si no ninguno",
         None,
     )
     shutdown_grace_seconds: float = setting(
@@ -104,6 +104,13 @@ class SyncSettings:
     interval_seconds: float = setting(
         "SYNC_INTERVAL_SECONDS", p.positive, "solo para 'loop': segundos entre el inicio de dos pasadas", 60.0
     )
+    schedule: str | None = setting(
+        "SYNC_SCHEDULE",
+        p.text,
+        "programación cron de las pasadas (la pone el chart): sin PASS_BUDGET_SECONDS, el presupuesto es 5/6 "
+        "de su intervalo",
+        None,
+    )
     pass_number: int = setting("SYNC_PASS_NUMBER", p.positive_int, "el N de las líneas INICIO/FIN", 1)
     shard_count: int = setting("SHARD_COUNT", p.positive_int, "número de fragmentos (shards)", 1)
     shard_index: int = setting(
@@ -111,7 +118,7 @@ class SyncSettings:
     )
     stale_after_seconds: float = setting(
         "STALE_AFTER_SECONDS",
-        p.non_negative,
+        p.positive,
         "un símbolo cuyo último registro lleva más retraso que esto (en segundos) está desactualizado",
         180.0,
     )

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from coin_sync.clock import Clock, RealClock
+from coin_sync.config.schedule import pass_budget
 from coin_sync.config.settings import Settings
 from coin_sync.loop.child import Child, Spawner, notify_on_exit, spawn_process
 from coin_sync.loop.reports import PassReports
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 # The loop must be gone within SHUTDOWN_GRACE_SECONDS + 1 s of the signal; killing a
 # pass that overruns a little before that leaves time to reap it and log.
 KILL_MARGIN_SECONDS = 0.25
-BUDGET_SHARE = 5 / 6  # of SYNC_INTERVAL_SECONDS, for a pass with no PASS_BUDGET_SECONDS
 
 
 def run_loop(
@@ -112,7 +112,7 @@ class _Loop:
         # set (environment, file or flag, all in `settings`), each pass gets 5/6 of the
         # interval (50 s of a minute), the rest a margin for start-up and the summary.
         unset = settings.sync.budget_seconds is None  # an explicit 0 means "no budget"
-        self.budget = {"PASS_BUDGET_SECONDS": f"{round(self.interval * BUDGET_SHARE, 3):g}"} if unset else {}
+        self.budget = {"PASS_BUDGET_SECONDS": f"{pass_budget(self.interval):g}"} if unset else {}
         self.grace = settings.sync.shutdown_grace_seconds
         self.child_argv = list(child_argv)
         self.log = log

@@ -34,7 +34,7 @@ PATHS = list(value_paths(VALUES, SCHEMA))
 
 def test_there_are_many_values() -> None:
     assert len(PATHS) > 80
-    assert "schedule" in PATHS and "config.httpTimeout" in PATHS and "configFile" in PATHS
+    assert "schedule" in PATHS and "config.HTTP_TIMEOUT" in PATHS and "configFile" not in PATHS
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -83,7 +83,6 @@ def test_every_schema_property_is_a_value() -> None:
             elif "properties" in sub and values[key]:
                 yield from walk(sub, values[key], f"{prefix}{key}.")
 
-    # configFile lists the keys it accepts; its default {} is not walked.
     assert list(walk(SCHEMA, VALUES, "")) == []
 
 
@@ -149,6 +148,8 @@ def test_notes_show_manual_run(helm: Helm) -> None:
     assert "suspend=true" in text and "suspend=false" in text
     assert f"{fullname}-status" in text  # integration on
     assert f"helm test {RELEASE}" in text
+    # The 0.x rename: one name per setting, config.<ENV_NAME>.
+    assert "config.<VARIABLE>" in text and "Nombres que cambian" in text
 
 
 def test_notes_follow_values(helm: Helm) -> None:

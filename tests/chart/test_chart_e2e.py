@@ -79,7 +79,8 @@ def test_command_and_env_of_every_feature(helm: Helm, tmp_path: Path) -> None:
     assert Path(env["LOG_DIR"]).is_dir()
     assert env["SUMMARY_FILE"] == str(tmp_path / "var/log/coin-sync/summary.json")
     assert Path(env["BACKEND_TOKEN_FILE"]).read_text() == "s3cr3t-t0ken"
-    assert Path(env["CONFIG_FILE"]).read_text() == "MAX_RETRIES: 6\nRETRY_MAX_DELAY_SECONDS: 45\n"
+    assert (env["MAX_RETRIES"], env["RETRY_MAX_DELAY_SECONDS"]) == ("6", "45")
+    assert "CONFIG_FILE" not in env  # one surface: every setting is an env var
     assert (tmp_path / "tmp").is_dir()
     assert (tmp_path / "etc/ssl/custom/ca.pem").read_text() == "PEM"
 
@@ -147,14 +148,14 @@ def test_cronjob_pass_against_fake_backend(helm: Helm, fake_backend: Backend, tm
     assert list(Path(env["LOG_DIR"]).glob("coin_sync_*.txt")), "sin ficheros de log en LOG_DIR"
 
 
-def test_sharded_cronjob_passes_with_token_and_config_file(helm: Helm, fake_backend: Backend, tmp_path: Path) -> None:
+def test_sharded_cronjob_passes_with_token_and_config(helm: Helm, fake_backend: Backend, tmp_path: Path) -> None:
     docs = helm.render(
         set_values=[
             f"backend.url={fake_backend.url}",
             "backend.token=e2e-token",
             "backend.tokenAsFile=true",
-            "configFile.SYNC_CONCURRENCY=2",
-            "config.summaryFile=/logs/summary.json",
+            "config.SYNC_CONCURRENCY=2",
+            "config.SUMMARY_FILE=/logs/summary.json",
             "shards=2",
         ],
         kube_version="1.31.0",
@@ -163,7 +164,7 @@ def test_sharded_cronjob_passes_with_token_and_config_file(helm: Helm, fake_back
     for index in range(2):
         root = tmp_path / f"pod-{index}"
         argv, env = job_command_and_env(docs, files_root=root, completion_index=index)
-        assert "SYNC_CONCURRENCY" not in env  # from the config file
+        assert env["SYNC_CONCURRENCY"] == "2"
         proc = run_container(argv, env, tmp_path)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         summary = json.loads((root / "logs" / "summary.json").read_text(encoding="utf-8"))

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from coin_sync.config.schedule import interval_seconds
+
 from .helm import (
     CHART_DIR,
     MONITORING_API,
@@ -97,7 +99,7 @@ def test_metrics_off_by_default(default_docs: list[Doc]) -> None:
 
 def test_metrics_env(helm: Helm) -> None:
     docs = helm.render(
-        set_values=[*METRICS_ON, "metrics.job=markets", "config.failOnStale=true", "config.staleAfterSeconds=0.5"]
+        set_values=[*METRICS_ON, "metrics.job=markets", "config.FAIL_ON_STALE=true", "config.STALE_AFTER_SECONDS=0.5"]
     )
     data = env_data(docs)
     assert data["METRICS_PUSHGATEWAY_URL"] == PUSHGATEWAY_URL
@@ -160,7 +162,7 @@ def test_every_env_name_is_a_program_setting(helm: Helm) -> None:
     template cannot go unnoticed."""
     from coin_sync.config.settings import setting_names
 
-    known = set(setting_names()) | EDGE_ENV | {"CONFIG_FILE"}
+    known = set(setting_names()) | EDGE_ENV
     docs = helm.render(CI / "full-values.yaml", CI / "monitoring-values.yaml", kube_version="1.31.0")
     user_env = {"TZ", "NODE_NAME"}  # full-values.yaml's own extraEnv
     names = (set(env_data_named(docs)) | set(env_list(docs))) - user_env
@@ -352,10 +354,10 @@ def test_rules_disabled_and_retuned_by_name(helm: Helm) -> None:
 
 
 def test_stale_threshold_follows_stale_after_seconds(helm: Helm) -> None:
-    docs = render_monitoring(helm, "config.staleAfterSeconds=600")
+    docs = render_monitoring(helm, "config.STALE_AFTER_SECONDS=600")
     assert alert_rule(docs, "CoinSyncSymbolStale")["expr"].endswith("> 660")
-    docs = render_monitoring(helm, "configFile.STALE_AFTER_SECONDS=300")  # the file wins
-    assert alert_rule(docs, "CoinSyncSymbolStale")["expr"].endswith("> 360")
+    docs = render_monitoring(helm, "config.STALE_AFTER_SECONDS=300.5")
+    assert alert_rule(docs, "CoinSyncSymbolStale")["expr"].endswith("> 360.5")
 
 
 def test_zero_and_empty_values_render(helm: Helm) -> None:
@@ -385,9 +387,10 @@ def yaml_docs(text: str) -> list[Doc]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-# (schedule, interval in seconds)
+# (schedule, metrics.intervalSeconds): the chart reads no cron expression; the
+# program's reading of `schedule` (for its budget) is tests/core/test_schedule.py.
 SCHEDULES = [
-    ("* * * * *", 60),
+    ("* * * * *", None),  # the default schedule: 60 s without the value
     ("*/5 * * * *", 300),
     ("*/15 * * * *", 900),
     ("7 * * * *", 3600),
@@ -398,9 +401,12 @@ SCHEDULES = [
 ]
 
 
-@pytest.mark.parametrize(("schedule", "interval"), SCHEDULES)
-def test_windows_follow_the_schedule(helm: Helm, schedule: str, interval: int) -> None:
-    docs = render_monitoring(helm, f"schedule={schedule}")
+@pytest.mark.parametrize(("schedule", "given"), SCHEDULES)
+def test_windows_follow_the_interval(helm: Helm, schedule: str, given: int | None) -> None:
+    extra = [] if given is None else [f"metrics.intervalSeconds={given}"]
+    docs = render_monitoring(helm, f"schedule={schedule}", *extra)
+    interval = given or 60
+    assert interval_seconds(schedule) == interval  # what the program reads in the schedule
     window = 2 * interval + 120
     assert f"> {window}\n" in alert_rule(docs, "CoinSyncNoRecentSuccess")["expr"]
     slow = alert_rule(docs, "CoinSyncPassTooSlow")["expr"]
@@ -408,8 +414,8 @@ def test_windows_follow_the_schedule(helm: Helm, schedule: str, interval: int) -
     assert f"vector({interval})" in dashboard_queries(dashboard(docs)).values()
 
 
-@pytest.mark.parametrize("schedule", ["*/7 * * * *", "0 9 * * 1-5", "0 0 1 * *"])
-def test_irregular_schedules_need_interval_seconds(helm: Helm, schedule: str) -> None:
+@pytest.mark.parametrize("schedule", ["*/5 * * * *", "*/7 * * * *", "0 9 * * 1-5", "0 0 1 * *"])
+def test_schedules_but_the_default_need_interval_seconds(helm: Helm, schedule: str) -> None:
     stderr = fails(helm, *RULE_ON, f"schedule={schedule}", api=True)
     assert "metrics.intervalSeconds" in stderr and schedule in stderr
     docs = render_monitoring(helm, f"schedule={schedule}", "metrics.intervalSeconds=86400")
@@ -488,7 +494,7 @@ def test_common_labels_and_annotations_on_every_object(helm: Helm) -> None:
             "backend.token=t",
             "logs.persistence.enabled=true",
             "networkPolicy.enabled=true",
-            "configFile.MAX_RETRIES=1",
+            "config.MAX_RETRIES=1",
         ],
         set_json=[*NP_BASE, PG_TO],
         api_versions=MONITORING_API,
@@ -564,13 +570,10 @@ def test_monitoring_ci_values(ci_docs: dict[str, list[Doc]]) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def test_stale_after_seconds_in_the_config_file(helm: Helm) -> None:
-    """--set turns 0.5 into "0.5" (accepted, as for the other seconds); the file's key
-    wins, so the chart does not set the variable (the environment would override it)."""
-    docs = helm.render(set_values=["config.staleAfterSeconds=0.5", "configFile.STALE_AFTER_SECONDS=0.5"])
-    assert "STALE_AFTER_SECONDS" not in env_data(docs)
-    content = find_one(docs, "ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"]
-    assert str(yaml.safe_load(content)["STALE_AFTER_SECONDS"]) == "0.5"
+def test_stale_after_seconds_as_set_text(helm: Helm) -> None:
+    """--set turns 0.5 into "0.5": accepted, as for the other seconds, and rendered as given."""
+    docs = helm.render(set_values=["config.STALE_AFTER_SECONDS=0.5"])
+    assert env_data(docs)["STALE_AFTER_SECONDS"] == "0.5"
 
 
 def test_notes_tell_where_metrics_go(helm: Helm) -> None:

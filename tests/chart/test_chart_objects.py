@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from coin_sync.chart import chart_fields
 from coin_sync.config.load import load_settings
 
 from .helm import (
@@ -47,11 +48,11 @@ DEFAULT_ENV = {
     "SYMBOLS_EXCLUDE": "",
     "SYNC_CONCURRENCY": "auto",
     "SYNC_CONCURRENCY_MAX": "64",
-    "PASS_BUDGET_SECONDS": "50",  # 5/6 of a minute: the pass fits its schedule
+    # The program's budget: 5/6 of its interval (test_the_pass_budget_follows_the_schedule).
+    "SYNC_SCHEDULE": "* * * * *",
     "BACKEND_WAIT_SECONDS": "60",
     "PASS_DEADLINE_SECONDS": "0",
     "SHUTDOWN_GRACE_SECONDS": "20",
-    "SUMMARY_FILE": "",
     "STALE_AFTER_SECONDS": "180",
     "FAIL_ON_STALE": "false",
     "K8S_INTEGRATION": "auto",
@@ -65,6 +66,17 @@ DEFAULT_ENV = {
 def env_configmap(docs: list[Doc], fullname: str = FULLNAME) -> dict[str, str]:
     data: dict[str, str] = find_one(docs, "ConfigMap", f"{fullname}-env")["data"]
     return data
+
+
+def without_added_settings(data: dict[str, str], expected: dict[str, str]) -> dict[str, str]:
+    """The rendered env minus the settings declared in the program after `expected` was
+    written: each must be a `config` setting that reaches the program as its default
+    (adding a setting is its declaration and its docs, not an edit here)."""
+    added = [f for f in chart_fields() if f.env in data and f.env not in expected]
+    settings = load_settings({}, data)
+    for f in added:
+        assert f.value(settings) == f.default(), f.env
+    return {k: v for k, v in data.items() if k not in {f.env for f in added}}
 
 
 def env_list(docs: list[Doc]) -> dict[str, Any]:
@@ -205,7 +217,7 @@ def test_default_security(default_docs: list[Doc]) -> None:
 
 
 def test_default_env_configmap(default_docs: list[Doc]) -> None:
-    assert env_configmap(default_docs) == DEFAULT_ENV
+    assert without_added_settings(env_configmap(default_docs), DEFAULT_ENV) == DEFAULT_ENV
 
 
 def test_default_volumes(default_docs: list[Doc]) -> None:
@@ -340,28 +352,29 @@ def test_full_container(full: list[Doc]) -> None:
     env = env_list(full)
     assert env["BACKEND_TOKEN_FILE"] == "/var/run/secrets/coin-sync/token"
     assert "BACKEND_TOKEN" not in env
-    assert env["CONFIG_FILE"] == "/etc/coin-sync/config.yaml"
+    assert "CONFIG_FILE" not in env
     assert env["TZ"] == "Europe/Madrid"
     assert env["NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
 
 
 def test_full_env_configmap(full: list[Doc]) -> None:
-    assert env_configmap(full, FULL) == {
+    expected = {
         "BACKEND_URL": "https://backend.markets.svc.cluster.local",
         "SHARD_COUNT": "3",
         "LOG_LEVEL": "DEBUG",
         "LOG_DIR": "/var/log/coin-sync",
         "LOG_FORMAT": "json",
         "HTTP_TIMEOUT": "120.5",
-        # MAX_RETRIES and RETRY_MAX_DELAY_SECONDS are in configFile: the file wins.
+        "MAX_RETRIES": "6",
         "RETRY_DELAY_SECONDS": "0.5",
+        "RETRY_MAX_DELAY_SECONDS": "45",
         "SYMBOLS_TO_SYNC": "BTCUSDT,ETHUSDT,币安人生USDT",
         "SYMBOLS_INCLUDE": "NEWCOINUSDT",
         "SYMBOLS_EXCLUDE": "LUNAUSDT,USTCUSDT",
         "AMBIGUOUS_HOLD_SECONDS": "900",
         "SYNC_CONCURRENCY": "16",
         "SYNC_CONCURRENCY_MAX": "64",
-        "PASS_BUDGET_SECONDS": "250",  # 5/6 of "*/5 * * * *"
+        "SYNC_SCHEDULE": "*/5 * * * *",  # the program's budget: 5/6 of it, 250 s
         "BACKEND_WAIT_SECONDS": "90",
         "PASS_DEADLINE_SECONDS": "1200",
         "SHUTDOWN_GRACE_SECONDS": "25",
@@ -374,23 +387,14 @@ def test_full_env_configmap(full: list[Doc]) -> None:
         "LEASE_DURATION_SECONDS": "90",
         "STATUS_CONFIGMAP": f"{FULL}-status",
     }
+    assert without_added_settings(env_configmap(full, FULL), expected) == expected
 
 
-def test_full_config_file(full: list[Doc]) -> None:
-    cm = find_one(full, "ConfigMap", f"{FULL}-config")
-    assert yaml.safe_load(cm["data"]["config.yaml"]) == {
-        "MAX_RETRIES": 6,
-        "RETRY_MAX_DELAY_SECONDS": 45,
-    }
-    assert volumes(full)["config-file"]["configMap"] == {
-        "name": f"{FULL}-config",
-        "items": [{"key": "config.yaml", "path": "config.yaml"}],
-    }
-    assert mounts(full)["config-file"] == {
-        "name": "config-file",
-        "mountPath": "/etc/coin-sync",
-        "readOnly": True,
-    }
+def test_full_settings_reach_the_program(full: list[Doc]) -> None:
+    settings = load_settings({}, env_configmap(full, FULL))
+    assert (settings.retry.max_retries, settings.retry.max_delay_seconds) == (6, 45.0)
+    assert settings.sync.budget_seconds == 250  # 5/6 of "*/5 * * * *", the program's rule
+    assert "config-file" not in volumes(full) and "config-file" not in mounts(full)
 
 
 def test_full_token_secret_as_file(full: list[Doc]) -> None:
@@ -461,7 +465,7 @@ def test_full_helm_test_pod_shares_settings(full: list[Doc]) -> None:
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert env["K8S_INTEGRATION"] == "off"
     assert env["BACKEND_TOKEN_FILE"] == "/var/run/secrets/coin-sync/token"
-    assert env["CONFIG_FILE"] == "/etc/coin-sync/config.yaml"
+    assert "CONFIG_FILE" not in env
     vols = {v["name"]: v for v in pod["spec"]["volumes"]}
     assert vols["logs"] == {"name": "logs", "emptyDir": {"sizeLimit": "128Mi"}}
     assert pod["spec"]["nodeSelector"] == {"kubernetes.io/os": "linux"}
@@ -697,13 +701,13 @@ def test_image_tag_and_pull_policy(helm: Helm) -> None:
 
 
 def test_symbols_to_sync_as_text(helm: Helm) -> None:
-    docs = helm.render(set_values=["config.symbolsToSync=BTCUSDT\\,ETHUSDT"])
+    docs = helm.render(set_values=["config.SYMBOLS_TO_SYNC=BTCUSDT\\,ETHUSDT"])
     assert env_configmap(docs)["SYMBOLS_TO_SYNC"] == "BTCUSDT,ETHUSDT"
 
 
 def test_big_and_fractional_numbers_render_plainly(helm: Helm, values_file: Callable[..., Path]) -> None:
     path = values_file(
-        "config:\n  httpTimeout: 1000000\n  retryDelaySeconds: 0.25\n"
+        "config:\n  HTTP_TIMEOUT: 1000000\n  RETRY_DELAY_SECONDS: 0.25\n"
         "kubernetes:\n  integration:\n    leaseDurationSeconds: 3600\n"
         "activeDeadlineSeconds: 10000000\nterminationGracePeriodSeconds: 2000000\n"
     )
@@ -714,21 +718,22 @@ def test_big_and_fractional_numbers_render_plainly(helm: Helm, values_file: Call
     assert data["LEASE_DURATION_SECONDS"] == "3600"
     assert job_spec(docs)["activeDeadlineSeconds"] == 10000000
     assert pod_spec(docs)["terminationGracePeriodSeconds"] == 2000000
-    docs = helm.render(set_values=["config.httpTimeout=1000000"])
+    docs = helm.render(set_values=["config.HTTP_TIMEOUT=1000000"])
     assert env_configmap(docs)["HTTP_TIMEOUT"] == "1000000"
 
 
-def test_config_file_keys_leave_the_env(helm: Helm) -> None:
-    docs = helm.render(set_values=["configFile.HTTP_TIMEOUT=120", "configFile.LOG_LEVEL=DEBUG"])
+def test_one_surface_per_setting(helm: Helm) -> None:
+    """config.<ENV_NAME> is the variable ENV_NAME; null is not rendered; no config file."""
+    docs = helm.render(set_values=["config.HTTP_TIMEOUT=120", "config.LOG_LEVEL=DEBUG", "config.SUMMARY_FILE=null"])
     data = env_configmap(docs)
-    assert "HTTP_TIMEOUT" not in data and "LOG_LEVEL" not in data
+    assert (data["HTTP_TIMEOUT"], data["LOG_LEVEL"]) == ("120", "DEBUG")
     assert data["MAX_RETRIES"] == "3"
-    content = find_one(docs, "ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"]
-    assert yaml.safe_load(content) == {"HTTP_TIMEOUT": 120, "LOG_LEVEL": "DEBUG"}
-    assert env_list(docs)["CONFIG_FILE"] == "/etc/coin-sync/config.yaml"
+    assert "SUMMARY_FILE" not in data and "PASS_BUDGET_SECONDS" not in data
+    assert [d["metadata"]["name"] for d in find_all(docs, "ConfigMap")] == [f"{FULLNAME}-env"]
+    assert "CONFIG_FILE" not in env_list(docs)
 
 
-GRACE_MESSAGE = "debe ser al menos config.shutdownGraceSeconds"
+GRACE_MESSAGE = "debe ser al menos config.SHUTDOWN_GRACE_SECONDS"
 
 
 @pytest.mark.parametrize(
@@ -736,17 +741,14 @@ GRACE_MESSAGE = "debe ser al menos config.shutdownGraceSeconds"
     [
         # The defaults, 30 vs 20: exactly the 10 s the pass needs after its grace.
         ([], True),
-        (["config.shutdownGraceSeconds=20"], True),
-        (["config.shutdownGraceSeconds=21"], False),
-        (["config.shutdownGraceSeconds=20.5"], False),  # --set: the string "20.5"
-        (["config.shutdownGraceSeconds=19.5"], True),
+        (["config.SHUTDOWN_GRACE_SECONDS=20"], True),
+        (["config.SHUTDOWN_GRACE_SECONDS=21"], False),
+        (["config.SHUTDOWN_GRACE_SECONDS=20.5"], False),  # --set: the string "20.5"
+        (["config.SHUTDOWN_GRACE_SECONDS=19.5"], True),
         (["terminationGracePeriodSeconds=29"], False),
-        (["terminationGracePeriodSeconds=31", "config.shutdownGraceSeconds=21"], True),
-        (["terminationGracePeriodSeconds=10", "config.shutdownGraceSeconds=0"], True),
-        (["terminationGracePeriodSeconds=9", "config.shutdownGraceSeconds=0"], False),
-        # The configFile value counts too (it wins over config.*).
-        (["configFile.SHUTDOWN_GRACE_SECONDS=21"], False),
-        (["configFile.SHUTDOWN_GRACE_SECONDS=20", "config.shutdownGraceSeconds=25"], True),
+        (["terminationGracePeriodSeconds=31", "config.SHUTDOWN_GRACE_SECONDS=21"], True),
+        (["terminationGracePeriodSeconds=10", "config.SHUTDOWN_GRACE_SECONDS=0"], True),
+        (["terminationGracePeriodSeconds=9", "config.SHUTDOWN_GRACE_SECONDS=0"], False),
     ],
 )
 def test_termination_grace_covers_shutdown_grace_plus_ten(helm: Helm, values: list[str], ok: bool) -> None:
@@ -763,19 +765,19 @@ def test_termination_grace_covers_shutdown_grace_plus_ten(helm: Helm, values: li
 
 def test_termination_grace_check_uses_the_values_file_numbers(helm: Helm, values_file: Callable[..., Path]) -> None:
     # Distinct file names: helm.template caches by its arguments.
-    ok = values_file("terminationGracePeriodSeconds: 45\nconfig:\n  shutdownGraceSeconds: 35\n", "ok.yaml")
+    ok = values_file("terminationGracePeriodSeconds: 45\nconfig:\n  SHUTDOWN_GRACE_SECONDS: 35\n", "ok.yaml")
     helm.template(ok).check()
-    short = values_file("terminationGracePeriodSeconds: 45\nconfig:\n  shutdownGraceSeconds: 35.5\n", "short.yaml")
+    short = values_file("terminationGracePeriodSeconds: 45\nconfig:\n  SHUTDOWN_GRACE_SECONDS: 35.5\n", "short.yaml")
     result = helm.template(short)
     assert result.returncode != 0 and GRACE_MESSAGE in result.stderr
 
 
 def test_pass_deadline_must_be_below_active_deadline(helm: Helm) -> None:
-    result = helm.template(set_values=["config.passDeadlineSeconds=900"])
+    result = helm.template(set_values=["config.PASS_DEADLINE_SECONDS=900"])
     assert result.returncode != 0
     assert "activeDeadlineSeconds" in result.stderr
-    helm.template(set_values=["config.passDeadlineSeconds=600"]).check()
-    helm.template(set_values=["config.passDeadlineSeconds=5000", "activeDeadlineSeconds=null"]).check()
+    helm.template(set_values=["config.PASS_DEADLINE_SECONDS=600"]).check()
+    helm.template(set_values=["config.PASS_DEADLINE_SECONDS=5000", "activeDeadlineSeconds=null"]).check()
 
 
 def test_max_failed_indexes_below_shards(helm: Helm) -> None:
@@ -825,7 +827,7 @@ def test_fullname_is_truncated_for_cronjob_names(helm: Helm) -> None:
 
 
 def test_log_dir_moves_the_logs_mount(helm: Helm) -> None:
-    docs = helm.render(set_values=["config.logDir=/data/logs"])
+    docs = helm.render(set_values=["config.LOG_DIR=/data/logs"])
     assert mounts(docs)["logs"]["mountPath"] == "/data/logs"
     assert env_configmap(docs)["LOG_DIR"] == "/data/logs"
 
@@ -858,46 +860,34 @@ def test_all_digit_image_tag(helm: Helm, values_file: Callable[..., Path]) -> No
 
 # (value, env var, --set value, rendered)
 FRACTIONAL = [
-    ("config.httpTimeout", "HTTP_TIMEOUT", "0.5", "0.5"),
-    ("config.retryDelaySeconds", "RETRY_DELAY_SECONDS", "0.25", "0.25"),
-    ("config.retryMaxDelaySeconds", "RETRY_MAX_DELAY_SECONDS", "7.5", "7.5"),
-    ("config.backendWaitSeconds", "BACKEND_WAIT_SECONDS", "2.5", "2.5"),
-    ("config.passDeadlineSeconds", "PASS_DEADLINE_SECONDS", "600.5", "600.5"),
-    ("config.shutdownGraceSeconds", "SHUTDOWN_GRACE_SECONDS", "19.5", "19.5"),
-    ("config.httpTimeout", "HTTP_TIMEOUT", "120", "120"),  # an int64 from --set
+    ("config.HTTP_TIMEOUT", "HTTP_TIMEOUT", "0.5", "0.5"),
+    ("config.RETRY_DELAY_SECONDS", "RETRY_DELAY_SECONDS", "0.25", "0.25"),
+    ("config.RETRY_MAX_DELAY_SECONDS", "RETRY_MAX_DELAY_SECONDS", "7.5", "7.5"),
+    ("config.BACKEND_WAIT_SECONDS", "BACKEND_WAIT_SECONDS", "2.5", "2.5"),
+    ("config.PASS_DEADLINE_SECONDS", "PASS_DEADLINE_SECONDS", "600.5", "600.5"),
+    ("config.SHUTDOWN_GRACE_SECONDS", "SHUTDOWN_GRACE_SECONDS", "19.5", "19.5"),
+    ("config.HTTP_TIMEOUT", "HTTP_TIMEOUT", "120", "120"),  # an int64 from --set
 ]
 
 
 @pytest.mark.parametrize(("value", "env", "given", "rendered"), FRACTIONAL)
 def test_fractional_seconds_with_set(helm: Helm, value: str, env: str, given: str, rendered: str) -> None:
-    """`--set config.httpTimeout=0.5` hands the schema the string "0.5" (helm v3 and v4):
+    """`--set config.HTTP_TIMEOUT=0.5` hands the schema the string "0.5" (helm v3 and v4):
     accepted as a number and rendered as given (quoted) in the ConfigMap."""
     docs = helm.render(set_values=[f"{value}={given}"])
     assert env_configmap(docs)[env] == rendered
 
 
-def test_fractional_seconds_with_set_in_config_file(helm: Helm) -> None:
-    docs = helm.render(set_values=["configFile.HTTP_TIMEOUT=0.5", "configFile.SHUTDOWN_GRACE_SECONDS=19.5"])
-    content = find_one(docs, "ConfigMap", f"{FULLNAME}-config")["data"]["config.yaml"]
-    # The program reads every value of the file as text, as it reads the environment.
-    assert {k: str(v) for k, v in yaml.safe_load(content).items()} == {
-        "HTTP_TIMEOUT": "0.5",
-        "SHUTDOWN_GRACE_SECONDS": "19.5",
-    }
-    assert "HTTP_TIMEOUT" not in env_configmap(docs)
-
-
 @pytest.mark.parametrize(
     ("setting", "path"),
     [
-        ("config.httpTimeout=0.0", "/config/httpTimeout"),  # must be > 0
-        ("config.httpTimeout=00", "/config/httpTimeout"),
-        ("config.httpTimeout=fast", "/config/httpTimeout"),
-        ("config.httpTimeout=1e3", "/config/httpTimeout"),
-        ("config.retryDelaySeconds=-0.5", "/config/retryDelaySeconds"),
-        ("config.shutdownGraceSeconds=.5", "/config/shutdownGraceSeconds"),
-        ("configFile.HTTP_TIMEOUT=0.0", "/configFile/HTTP_TIMEOUT"),
-        ("configFile.BACKEND_WAIT_SECONDS=soon", "/configFile/BACKEND_WAIT_SECONDS"),
+        ("config.HTTP_TIMEOUT=0.0", "/config/HTTP_TIMEOUT"),  # must be > 0
+        ("config.HTTP_TIMEOUT=00", "/config/HTTP_TIMEOUT"),
+        ("config.HTTP_TIMEOUT=fast", "/config/HTTP_TIMEOUT"),
+        ("config.HTTP_TIMEOUT=1e3", "/config/HTTP_TIMEOUT"),
+        ("config.RETRY_DELAY_SECONDS=-0.5", "/config/RETRY_DELAY_SECONDS"),
+        ("config.SHUTDOWN_GRACE_SECONDS=.5", "/config/SHUTDOWN_GRACE_SECONDS"),
+        ("config.BACKEND_WAIT_SECONDS=soon", "/config/BACKEND_WAIT_SECONDS"),
     ],
 )
 def test_numeric_strings_must_be_numbers(helm: Helm, setting: str, path: str) -> None:
@@ -983,9 +973,9 @@ def test_persistent_logs_access_modes_that_work(helm: Helm) -> None:
 def test_declared_symbols_and_the_hold_reach_the_program(helm: Helm) -> None:
     docs = helm.render(
         set_values=[
-            "config.symbolsInclude={NEWCOINUSDT,OTHERUSDT}",
-            "config.symbolsExclude=LUNAUSDT",
-            "config.ambiguousHoldSeconds=0",
+            "config.SYMBOLS_INCLUDE={NEWCOINUSDT,OTHERUSDT}",
+            "config.SYMBOLS_EXCLUDE=LUNAUSDT",
+            "config.AMBIGUOUS_HOLD_SECONDS=0",
         ]
     )
     env = env_configmap(docs)
@@ -999,16 +989,20 @@ def test_declared_symbols_and_the_hold_reach_the_program(helm: Helm) -> None:
 @pytest.mark.parametrize(
     ("values", "budget"),
     [
-        ([], "50"),
-        (["schedule=*/10 * * * *"], "500"),
-        (["schedule=@hourly"], "3000"),
+        ([], 50),
+        (["schedule=*/10 * * * *"], 500),
+        (["schedule=@hourly"], 3000),
         (["schedule=0 3 * * 1"], None),  # no interval to derive: no budget
-        (["schedule=0 3 * * 1", "config.passBudgetSeconds=120"], "120"),
-        (["config.passBudgetSeconds=0"], "0"),  # zero renders: "no budget"
+        (["schedule=0 3 * * 1", "config.PASS_BUDGET_SECONDS=120"], 120),
+        (["config.PASS_BUDGET_SECONDS=0"], 0),  # zero renders: "no budget"
     ],
 )
-def test_the_pass_budget_follows_the_schedule(helm: Helm, values: list[str], budget: str | None) -> None:
-    assert env_configmap(helm.render(set_values=values)).get("PASS_BUDGET_SECONDS") == budget
+def test_the_pass_budget_follows_the_schedule(helm: Helm, values: list[str], budget: float | None) -> None:
+    """The chart passes `schedule` (SYNC_SCHEDULE) and an explicit budget; the program
+    applies its rule (tests/core/test_schedule.py)."""
+    env = env_configmap(helm.render(set_values=values))
+    assert env["SYNC_SCHEDULE"] == next((v.split("=", 1)[1] for v in values if v.startswith("schedule=")), "* * * * *")
+    assert load_settings({}, env).sync.budget_seconds == budget
 
 
 def test_adaptive_concurrency_and_no_service_links_by_default(helm: Helm, default_docs: list[Doc]) -> None:
@@ -1016,5 +1010,5 @@ def test_adaptive_concurrency_and_no_service_links_by_default(helm: Helm, defaul
     settings = load_settings({}, env)
     assert (settings.sync.concurrency, settings.sync.concurrency_max) == ("auto", 64)
     assert pod_spec(default_docs)["enableServiceLinks"] is False
-    fixed = env_configmap(helm.render(set_values=["config.syncConcurrency=12", "enableServiceLinks=true"]))
+    fixed = env_configmap(helm.render(set_values=["config.SYNC_CONCURRENCY=12", "enableServiceLinks=true"]))
     assert load_settings({}, fixed).sync.concurrency == 12

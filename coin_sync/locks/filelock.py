@@ -1,8 +1,9 @@
 """The run lock outside Kubernetes: an exclusive fcntl advisory lock on LOCK_FILE.
 
-The same interface as the Kubernetes guard (coin_sync/k8s): `acquire()` answers a
-LockOutcome ("acquired", "held", "unavailable" or "inactive" with LOCK_FILE=off) and
-`finish(report)` releases it. The kernel releases the lock when the process dies, so a
+A PassGuard (coin_sync/locks/guard.py), as the Kubernetes guard: `acquire()` answers a
+LockOutcome ("acquired", "held", "unavailable" or "inactive" with LOCK_FILE=off),
+`finish(report)` releases it, and `state_store()` is None (the ambiguous syncs stay in
+STATE_FILE). The kernel releases the lock when the process dies, so a
 killed pass never leaves it taken; the file itself stays (removing it would let two
 passes lock two different files). It holds one line naming the holder, for the
 `Otra pasada está en curso (...)` line of the pass that finds it taken.
@@ -24,6 +25,7 @@ from pathlib import Path
 from coin_sync.config.parsing import OFF
 from coin_sync.locks.guard import LockOutcome
 from coin_sync.outcome import PassReport
+from coin_sync.sync.state import StateStore
 
 HOLDER_LIMIT = 200
 
@@ -63,6 +65,9 @@ class FileLockGuard:
             pass  # closing releases it all the same
         finally:
             os.close(fd)
+
+    def state_store(self) -> StateStore | None:
+        return None
 
     def _unavailable(self, exc: OSError) -> LockOutcome:
         detail = f"LOCK_FILE {self.path}: {exc.strerror or exc}"

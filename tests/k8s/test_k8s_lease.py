@@ -16,10 +16,10 @@ import pytest
 from k8s_support import OK_REPORT, OpenGuard, RenewClock, eventually, leases, make_report, settings_and_env, warnings
 from kube_api import LEASES, NAMESPACE, ApiServer, lease_body
 
-from coin_sync.locks.guard import LockOutcome
 from coin_sync.k8s.api import KubeApi
 from coin_sync.k8s.guard import KubeGuard
 from coin_sync.k8s.loading import identity_from, load_api_client
+from coin_sync.locks.guard import LockOutcome
 
 RACE_ROUNDS = 10  # nearly every round races (about 3.5 Lease writes per round of 4)
 MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -51,7 +51,8 @@ def hooked_guard(kubeconfig: Path, log: logging.Logger, tmp_path: Path) -> Itera
         settings, env = settings_and_env(names)
         client, _ = load_api_client({"KUBECONFIG": str(kubeconfig)})
         ident = identity_from(env, tmp_path / "no-namespace-file")
-        made.append(KubeGuard(ReadHook(client, ident.namespace, hook), ident, settings, log))
+        required = settings.kubernetes.lock_required
+        made.append(KubeGuard(ReadHook(client, ident.namespace, hook), ident, settings, log, required=required))
         return made[-1]
 
     yield make

@@ -90,7 +90,6 @@ def _state_store(settings: Settings, log: logging.Logger, guard: PassGuard, lock
     lock not taken) in STATE_FILE, so a dead API is never asked again."""
     state = guard.state_store() if lock.state == "acquired" else None
     if state is None:
-        assert settings.log.state_file is not None  # resolved by config._validated
         state = FileStateStore(settings.log.state_file, log)
     return state
 

@@ -31,13 +31,13 @@ HOLDER_LIMIT = 200
 
 
 class FileLockGuard:
-    def __init__(self, path: Path | None, log: logging.Logger) -> None:
+    def __init__(self, path: Path, log: logging.Logger) -> None:
         self.path = path
         self._log = log
         self._fd: int | None = None
 
     def acquire(self) -> LockOutcome:
-        if self.path is None or self.path == OFF:
+        if self.path == OFF:
             return LockOutcome("inactive")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,7 +85,6 @@ class FileLockGuard:
             pass  # the lock is what matters; the holder line is a courtesy
 
     def _holder(self) -> str:
-        assert self.path is not None
         try:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except OSError:

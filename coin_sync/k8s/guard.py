@@ -38,7 +38,8 @@ from coin_sync.sync.state import StateStore
 
 
 class NullGuard:
-    """No Kubernetes integration: outside a cluster, or K8S_INTEGRATION=off."""
+    """No Kubernetes integration: outside a cluster, or K8S_INTEGRATION=off. (A pass never
+    gets one: coin_sync/session.py asks first and takes LOCK_FILE without loading k8s.)"""
 
     def acquire(self) -> LockOutcome:
         return LockOutcome("inactive")

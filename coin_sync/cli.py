@@ -7,24 +7,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from coin_sync import __version__
 from coin_sync.config.load import load_settings
 from coin_sync.config.settings import FIELDS, Settings
 from coin_sync.config.sources import ConfigError
 from coin_sync.observe.logs import setup_logging, shutdown_logging
-from coin_sync.outcome import EndReason, ExitCode, PassReport
-from coin_sync.stop import Interrupted, Stop
-
-if TYPE_CHECKING:
-    from coin_sync.locks.filelock import FileLockGuard
-    from coin_sync.locks.guard import LockOutcome, PassGuard
-    from coin_sync.sync.context import PassContext
-    from coin_sync.sync.state import StateStore
+from coin_sync.outcome import ExitCode
+from coin_sync.stop import Stop
 
 COMMANDS = {
     "run": "una pasada de sincronización completa (por defecto)",
@@ -107,11 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     command: str = args.command or "run"
     if command == "loop":
         return _loop(settings, argv)
-    handlers: dict[str, Callable[[Settings, logging.Logger, Stop], int]] = {
-        "run": _run,
-        "check": _check,
-        "symbols": _symbols,
-    }
     # First thing: a signal during the banner or the lock must still end in a FIN
     # line, a summary and 143/130, never in a KeyboardInterrupt traceback.
     stop = Stop()
@@ -124,22 +111,19 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr if command == "symbols" else sys.stdout,
     )
     try:
+        from coin_sync import session  # only now: `--help` and config errors do not pay for requests/backoff
+
+        handlers: dict[str, Callable[[Settings, logging.Logger, Stop], int]] = {
+            "run": session.run_guarded,
+            "check": session.check,
+            "symbols": session.symbols,
+        }
+        if command == "run":
+            _banner(settings, log)
         return int(handlers[command](settings, log, stop))
     finally:
         restore()
         shutdown_logging()
-
-
-def _context(settings: Settings, log: logging.Logger, stop: Stop, state: StateStore | None = None) -> PassContext:
-    # Imported here: `--help` and config errors should not pay for requests/backoff.
-    from coin_sync.backend.client import make_client
-    from coin_sync.clock import RealClock
-    from coin_sync.sync.context import PassContext
-    from coin_sync.sync.state import MemoryStateStore
-
-    client = make_client(settings.backend, settings.sync.max_in_flight)
-    log.info("Cliente del backend inicializado: %s", client.shown_url)
-    return PassContext(settings, client, log, stop, RealClock(), state if state is not None else MemoryStateStore())
 
 
 def _banner(settings: Settings, log: logging.Logger) -> None:
@@ -150,105 +134,6 @@ def _banner(settings: Settings, log: logging.Logger) -> None:
         log.info("  CONFIG_FILE: %s", settings.config_file)
     for name, value in settings.describe():
         log.info("  %s: %s", name, value)
-
-
-def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
-    from coin_sync.clock import RealClock
-    from coin_sync.k8s import open_guard
-    from coin_sync.locks.filelock import FileLockGuard
-    from coin_sync.observe.publish import publish
-    from coin_sync.sync.runner import new_report
-
-    _banner(settings, log)
-    kube_guard = open_guard(settings, log, os.environ)
-    guard: PassGuard | FileLockGuard = kube_guard
-    try:
-        lock = guard.acquire()
-        kube = kube_guard if lock.state != "inactive" else None
-        if kube is None:
-            # Outside Kubernetes the run lock is LOCK_FILE (off: "inactive" again). It
-            # fails open whatever K8S_LOCK_REQUIRED says: that setting is about the API.
-            guard = FileLockGuard(settings.log.lock_file, log)
-            lock = guard.acquire()
-        report = _guarded_pass(settings, log, stop, lock, kube)
-    except Exception as exc:
-        # One line, no traceback: the report below says the rest, and the Lease must
-        # not stay held until it expires.
-        log.error("La pasada terminó por un error interno: %r", exc)
-        report = new_report(settings, RealClock(), EndReason.CRASHED)
-        report.detail = repr(exc)
-    return publish(report, settings, log, guard)
-
-
-def _guarded_pass(
-    settings: Settings, log: logging.Logger, stop: Stop, lock: LockOutcome, kube: PassGuard | None
-) -> PassReport:
-    """kube: the Kubernetes guard, when the lock is its Lease (else LOCK_FILE, or none)."""
-    from coin_sync.clock import RealClock
-    from coin_sync.sync.runner import new_report, run_pass
-    from coin_sync.sync.state import FileStateStore
-
-    if stop.signum is not None:
-        # SIGTERM/SIGINT while the lock was being taken: whatever its answer, this pass
-        # was interrupted before it began.
-        report = new_report(settings, RealClock(), EndReason.INTERRUPTED)
-        report.signum = stop.signum
-        return report
-    if lock.state == "held":
-        log.warning("Otra pasada está en curso (%s); se omite esta pasada", lock.detail)
-        report = new_report(settings, RealClock(), EndReason.LOCK_HELD)
-        report.detail = lock.detail
-        return report
-    if lock.state == "unavailable" and kube is not None and settings.kubernetes.lock_required:
-        # open_guard already logged why, and that the pass will not run.
-        report = new_report(settings, RealClock(), EndReason.LOCK_UNAVAILABLE)
-        report.detail = lock.detail
-        return report
-    # The ambiguous syncs remembered across passes: with the Lease ours, in the status
-    # ConfigMap (a pod is new every pass); otherwise (outside Kubernetes, the API down or
-    # the lock not taken) in STATE_FILE, so a dead API is never asked again.
-    state: StateStore | None = kube.state_store() if kube is not None and lock.state == "acquired" else None
-    if state is None:
-        assert settings.log.state_file is not None  # resolved by config._validated
-        state = FileStateStore(settings.log.state_file, log)
-    return run_pass(_context(settings, log, stop, state))
-
-
-def _check(settings: Settings, log: logging.Logger, stop: Stop) -> int:
-    from coin_sync.backend.health import wait_until_healthy
-
-    ctx = _context(settings, log, stop)
-    try:
-        with stop.raising():
-            healthy, why = wait_until_healthy(ctx.client, settings.backend.wait_seconds, ctx.clock, stop, log)
-    except Interrupted:
-        healthy, why = False, ""
-    if stop.signum is not None:
-        return int(EndReason.INTERRUPTED.exit_code(stop.signum))
-    if not healthy:
-        log.error("El backend no está disponible: %s", why)
-        return ExitCode.BACKEND_UNAVAILABLE
-    return ExitCode.OK
-
-
-def _symbols(settings: Settings, log: logging.Logger, stop: Stop) -> int:
-    from coin_sync.sync.plan import resolve_symbols
-
-    ctx = _context(settings, log, stop)
-    try:
-        with stop.raising():
-            symbols = resolve_symbols(ctx)
-    except Interrupted:
-        symbols = None
-    if stop.signum is not None:
-        return int(EndReason.INTERRUPTED.exit_code(stop.signum))
-    if symbols is None:
-        return ExitCode.BACKEND_UNAVAILABLE
-    if not symbols:
-        log.warning("No hay símbolos que sincronizar")
-    for symbol in symbols:
-        print(symbol)
-    return ExitCode.OK
 
 
 def _loop(settings: Settings, argv: list[str]) -> int:

@@ -97,6 +97,16 @@ class EndReason(Enum):
     def exit_code(self, signum: int | None = None) -> ExitCode:
         return exit_code_for_signal(signum) if self._code is None else self._code
 
+    def succeeded(self, exit_code: int) -> bool:
+        """Exit 0 after really running: a pass skipped because another held the lock exits
+        0 too, but synced nothing, so it is not a success (the metrics' last success)."""
+        return exit_code == ExitCode.OK and self is not EndReason.LOCK_HELD
+
+    @classmethod
+    def named(cls, word: str) -> EndReason | None:
+        """The member whose word a summary carries (its "reason"); None for no member."""
+        return next((reason for reason in cls if reason.word == word), None)
+
     def event(self, exit_code: ExitCode, any_ok: bool) -> tuple[str, str]:
         """(reason, type) of the one Event a pass posts."""
         reason = self._event or (EVENT_PARTIAL if any_ok else EVENT_FAILED)
@@ -186,10 +196,7 @@ class PassReport:
     def totals(self) -> dict[str, Any]:
         return {
             "symbols": len(self.results),
-            "ok": self.count(SymbolStatus.OK),
-            "failed": self.count(SymbolStatus.FAILED),
-            "skipped": self.count(SymbolStatus.SKIPPED),
-            "interrupted": self.count(SymbolStatus.INTERRUPTED),
+            **{str(status): self.count(status) for status in SymbolStatus},
             **self.flag_counts,
             "new_records": self.new_records,
             "duration": round(self.duration, 3),

@@ -54,10 +54,10 @@ def load_settings(
         except ValueError as exc:
             shown = "****" if spec.secret else repr(p.redact_credentials(text))
             raise ConfigError(f"{name}: valor inválido {shown}: {exc}") from None
-    return _validated(settings_from(values, config_path))
+    return _validated(settings_from(values, config_path), given=set(values))
 
 
-def _validated(settings: Settings) -> Settings:
+def _validated(settings: Settings, given: set[str]) -> Settings:
     sync, backend = settings.sync, settings.backend
     if sync.shard_index >= sync.shard_count:
         raise ConfigError(
@@ -69,15 +69,14 @@ def _validated(settings: Settings) -> Settings:
         # It travels in an HTTP header: visible ASCII only (no spaces, newlines or
         # letters outside latin-1 that http.client cannot encode).
         raise ConfigError("BACKEND_TOKEN: valor inválido: solo admite caracteres ASCII visibles, sin espacios")
-    # Defaults that depend on other settings; one lock and one state file per shard, as the Lease.
-    log, hold = settings.log, sync.ambiguous_hold_seconds
-    lock = p.per_shard(log.lock_file or log.dir / ".coin-sync.lock", sync.shard_index, sync.shard_count)
-    state = p.per_shard(log.state_file or log.dir / ".coin-sync-state.json", sync.shard_index, sync.shard_count)
-    sync = replace(
-        sync,
-        ambiguous_hold_seconds=2 * backend.http_timeout if hold is None else hold,
-        budget_seconds=_budget(sync.budget_seconds, sync.schedule),
-    )
+    # Defaults that depend on other settings (None in the table: see settings.setting),
+    # resolved here only; one lock and one state file per shard, as the Lease.
+    log, shard = settings.log, (sync.shard_index, sync.shard_count)
+    lock = p.per_shard(log.lock_file if "LOCK_FILE" in given else log.dir / ".coin-sync.lock", *shard)
+    state = p.per_shard(log.state_file if "STATE_FILE" in given else log.dir / ".coin-sync-state.json", *shard)
+    if "AMBIGUOUS_HOLD_SECONDS" not in given:
+        sync = replace(sync, ambiguous_hold_seconds=2 * backend.http_timeout)
+    sync = replace(sync, budget_seconds=_budget(sync.budget_seconds, sync.schedule))
     return replace(
         settings,
         backend=backend,

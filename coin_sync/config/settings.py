@@ -27,6 +27,8 @@ class Spec:
 
 
 def setting(env: str, parse: Callable[[str], Any], help: str, default: Any, *, secret: bool = False) -> Any:
+    """default None on a field whose type has no None: derived from other settings when not
+    given (coin_sync.config.load resolves it), so a loaded setting is never None there."""
     return field(default=default, repr=not secret, metadata={SPEC: Spec(env, parse, help, secret)})
 
 
@@ -72,7 +74,7 @@ class SyncSettings:
     exclude: tuple[str, ...] = setting(
         "SYMBOLS_EXCLUDE", p.symbol_list, "símbolos que nunca se sincronizan (gana a SYMBOLS_INCLUDE)", ()
     )
-    ambiguous_hold_seconds: float | None = setting(
+    ambiguous_hold_seconds: float = setting(
         "AMBIGUOUS_HOLD_SECONDS", p.non_negative, "tras timeout/504, segundos sin reenviar (2 × HTTP_TIMEOUT)", None
     )
     concurrency: int | str = setting(
@@ -146,10 +148,10 @@ class LogSettings:
         "resumen breve para 'kubectl describe' (si existe y se puede escribir)",
         Path("/dev/termination-log"),
     )
-    lock_file: Path | None = setting(
+    lock_file: Path = setting(
         "LOCK_FILE", p.path_or_off, "cerrojo fcntl sin Kubernetes (LOG_DIR/.coin-sync.lock); off = ninguno", None
     )
-    state_file: Path | None = setting(
+    state_file: Path = setting(
         "STATE_FILE", p.path, "sincronizaciones ambiguas entre pasadas (LOG_DIR/.coin-sync-state.json)", None
     )
 

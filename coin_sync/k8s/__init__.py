@@ -11,9 +11,9 @@ Everything here is best effort. The lock fails open (the pass runs without it, w
 WARNING) unless K8S_LOCK_REQUIRED=true; Events and the status record never change the
 exit code: each failure is one WARNING in Spanish, never an exception.
 
-Usage (coin_sync/cli.py)::
+Usage (coin_sync/session.py)::
 
-    guard = open_guard(settings, log, os.environ)
+    guard = open_guard(settings, log, os.environ, required=required)  # K8S_LOCK_REQUIRED
     outcome = guard.acquire()  # .state: "acquired" | "held" | "unavailable" | "inactive"
     ...                        # run the pass, or end it at once (held; unavailable + required)
     guard.finish(report)       # release the Lease, then status record, then Event

@@ -28,23 +28,18 @@ from coin_sync.clock import Clock, RealClock
 from coin_sync.config.settings import Settings
 from coin_sync.k8s.api import DEFAULT_TIMEOUTS, ApiTimeouts, KubeApi, Reachability, worded
 from coin_sync.k8s.lease import Lease
-from coin_sync.k8s.loading import (
-    IN_CLUSTER,
-    Identity,
-    ServiceAccountFiles,
-    identity_from,
-    integration_active,
-    load_api_client,
-)
+from coin_sync.k8s.loading import Identity, identity_from, load_api_client
 from coin_sync.k8s.report import Reporter
 from coin_sync.k8s.state import ConfigMapStateStore
+from coin_sync.locks.cluster import IN_CLUSTER, ServiceAccountFiles, integration_active
 from coin_sync.locks.guard import LockOutcome, PassGuard
 from coin_sync.outcome import EndReason, PassReport
 from coin_sync.sync.state import StateStore
 
 
 class NullGuard:
-    """No Kubernetes integration: outside a cluster, or K8S_INTEGRATION=off."""
+    """No Kubernetes integration: outside a cluster, or K8S_INTEGRATION=off. (A pass never
+    gets one: coin_sync/session.py asks first and takes LOCK_FILE without loading k8s.)"""
 
     def acquire(self) -> LockOutcome:
         return LockOutcome("inactive")
@@ -59,15 +54,13 @@ class NullGuard:
 class UnavailableGuard:
     """Integration wanted, but the API configuration could not be loaded."""
 
-    def __init__(self, detail: str, log: logging.Logger, lock_required: bool) -> None:
+    def __init__(self, detail: str, log: logging.Logger, required: bool) -> None:
         self._detail = detail
         self._log = log
-        self._lock_required = lock_required
+        self._required = required
 
     def acquire(self) -> LockOutcome:
-        self._log.warning(
-            "No se puede usar la API de Kubernetes: %s; %s", self._detail, consequence(self._lock_required)
-        )
+        self._log.warning("No se puede usar la API de Kubernetes: %s; %s", self._detail, consequence(self._required))
         return LockOutcome("unavailable", self._detail)
 
     def finish(self, report: PassReport) -> None:
@@ -77,8 +70,8 @@ class UnavailableGuard:
         return None
 
 
-def consequence(lock_required: bool) -> str:
-    if lock_required:
+def consequence(required: bool) -> str:
+    if required:
         return "K8S_LOCK_REQUIRED=true: la pasada no se ejecuta (salida 3)"
     return "la pasada sigue sin cerrojo"
 
@@ -91,13 +84,20 @@ def lease_name(settings: Settings) -> str:
 
 class KubeGuard:
     def __init__(
-        self, api: KubeApi, ident: Identity, settings: Settings, log: logging.Logger, clock: Clock | None = None
+        self,
+        api: KubeApi,
+        ident: Identity,
+        settings: Settings,
+        log: logging.Logger,
+        clock: Clock | None = None,
+        *,
+        required: bool,
     ) -> None:
         clock = clock or RealClock()
         kube = settings.kubernetes
         self._api = api
         self._log = log
-        self._lock_required = kube.lock_required
+        self._required = required
         self.lease = Lease(
             api, lease_name(settings), ident.holder, duration_seconds=kube.lease_duration_seconds, log=log, clock=clock
         )
@@ -117,7 +117,7 @@ class KubeGuard:
                 "No se pudo tomar el cerrojo (Lease %s): %s; %s",
                 self.lease.where,
                 detail,
-                consequence(self._lock_required),
+                consequence(self._required),
             )
             return LockOutcome("unavailable", detail)
         if outcome.state == "held":
@@ -159,15 +159,16 @@ def open_guard(
     log: logging.Logger,
     environ: Mapping[str, str] | None = None,
     *,
+    required: bool,
     files: ServiceAccountFiles = IN_CLUSTER,
     timeouts: ApiTimeouts = DEFAULT_TIMEOUTS,
     clock: Clock | None = None,
 ) -> PassGuard:
     """The guard for this pass; never raises. environ: os.environ unless given (the
-    downward-API identity and KUBECONFIG are read from it)."""
+    downward-API identity and KUBECONFIG are read from it). required: K8S_LOCK_REQUIRED,
+    as the session read it (coin_sync/session.py)."""
     env = os.environ if environ is None else environ
-    kube = settings.kubernetes
-    if not integration_active(kube, env, files.token):
+    if not integration_active(settings.kubernetes.integration, required, env, files.token):
         return NullGuard()
     try:
         api_client, kubeconfig_namespace = load_api_client(env, files)
@@ -175,5 +176,5 @@ def open_guard(
         api = KubeApi(api_client, ident.namespace, timeouts)
     except Exception as exc:  # config errors come in many types; fail open
         detail = f"no se pudo cargar su configuración: {' '.join(str(exc).split()) or type(exc).__name__}"
-        return UnavailableGuard(detail, log, kube.lock_required)
-    return KubeGuard(api, ident, settings, log, clock)
+        return UnavailableGuard(detail, log, required)
+    return KubeGuard(api, ident, settings, log, clock, required=required)

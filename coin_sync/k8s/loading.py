@@ -1,4 +1,4 @@
-"""Whether the integration is on, the API client, and who this pass is.
+"""The API client, and who this pass is (whether the integration is on: coin_sync/locks/cluster.py).
 
 Read at the edge, once: the environment (KUBERNETES_SERVICE_HOST, KUBECONFIG and the
 downward-API variables the chart sets), the service-account files and the kubeconfig.
@@ -14,35 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coin_sync.config.settings import KubernetesSettings
-
-SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-
-
-@dataclass(frozen=True)
-class ServiceAccountFiles:
-    """What Kubernetes mounts in a pod that has a service-account token."""
-
-    token: Path = SA_DIR / "token"
-    ca: Path = SA_DIR / "ca.crt"
-    namespace: Path = SA_DIR / "namespace"
-
-
-IN_CLUSTER = ServiceAccountFiles()
-
-
-def integration_active(settings: KubernetesSettings, environ: Mapping[str, str], token_file: Path) -> bool:
-    """on: always; off: never; auto: in a cluster (KUBERNETES_SERVICE_HOST set) with a token."""
-    if settings.integration == "off":
-        return False
-    if settings.integration == "on":
-        return True
-    if not environ.get("KUBERNETES_SERVICE_HOST", "").strip():
-        return False
-    # A pod without a service-account token (automountServiceAccountToken: false, as the
-    # chart renders it with the integration disabled) chose not to talk to the API: with
-    # "auto" that is not an error worth a WARNING every pass. Unless the lock is required.
-    return settings.lock_required or token_file.exists()
+from coin_sync.locks.cluster import IN_CLUSTER, ServiceAccountFiles
 
 
 @dataclass(frozen=True)

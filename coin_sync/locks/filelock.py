@@ -1,8 +1,9 @@
 """The run lock outside Kubernetes: an exclusive fcntl advisory lock on LOCK_FILE.
 
-The same interface as the Kubernetes guard (coin_sync/k8s): `acquire()` answers a
-LockOutcome ("acquired", "held", "unavailable" or "inactive" with LOCK_FILE=off) and
-`finish(report)` releases it. The kernel releases the lock when the process dies, so a
+A PassGuard (coin_sync/locks/guard.py), as the Kubernetes guard: `acquire()` answers a
+LockOutcome ("acquired", "held", "unavailable" or "inactive" with LOCK_FILE=off),
+`finish(report)` releases it, and `state_store()` is None (the ambiguous syncs stay in
+STATE_FILE). The kernel releases the lock when the process dies, so a
 killed pass never leaves it taken; the file itself stays (removing it would let two
 passes lock two different files). It holds one line naming the holder, for the
 `Otra pasada está en curso (...)` line of the pass that finds it taken.
@@ -24,18 +25,19 @@ from pathlib import Path
 from coin_sync.config.parsing import OFF
 from coin_sync.locks.guard import LockOutcome
 from coin_sync.outcome import PassReport
+from coin_sync.sync.state import StateStore
 
 HOLDER_LIMIT = 200
 
 
 class FileLockGuard:
-    def __init__(self, path: Path | None, log: logging.Logger) -> None:
+    def __init__(self, path: Path, log: logging.Logger) -> None:
         self.path = path
         self._log = log
         self._fd: int | None = None
 
     def acquire(self) -> LockOutcome:
-        if self.path is None or self.path == OFF:
+        if self.path == OFF:
             return LockOutcome("inactive")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +66,9 @@ class FileLockGuard:
         finally:
             os.close(fd)
 
+    def state_store(self) -> StateStore | None:
+        return None
+
     def _unavailable(self, exc: OSError) -> LockOutcome:
         detail = f"LOCK_FILE {self.path}: {exc.strerror or exc}"
         self._log.warning("No se puede usar el cerrojo %s; la pasada sigue sin cerrojo", detail)
@@ -80,7 +85,6 @@ class FileLockGuard:
             pass  # the lock is what matters; the holder line is a courtesy
 
     def _holder(self) -> str:
-        assert self.path is not None
         try:
             text = self.path.read_text(encoding="utf-8", errors="replace")
         except OSError:

@@ -28,13 +28,13 @@ from prometheus_client.registry import Collector
 from coin_sync.config.parsing import redact_url
 from coin_sync.config.settings import MetricsSettings
 from coin_sync.files import write_atomically
+from coin_sync.outcome import EndReason, SymbolStatus
 
 Summary = Mapping[str, Any]
 
 PUSH_TIMEOUT_SECONDS = 5.0
 LAST_SUCCESS = "coin_sync_last_success_timestamp_seconds"
 SYMBOL_LAST_RECORD = "coin_sync_symbol_last_record_timestamp_seconds"
-STATUSES = ("ok", "failed", "skipped", "interrupted")
 # The loop's pass durations: a current pass takes well under a second, a backfill minutes.
 DURATION_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
@@ -49,9 +49,9 @@ def _epoch(iso: str | None) -> float | None:
 
 
 def succeeded(summary: Summary) -> bool:
-    """Exit 0 after really running: a pass skipped because another held the lock exits 0
-    too, but synced nothing, so it is not a success here."""
-    return int(summary["exit_code"]) == 0 and summary["reason"] != "lock_held"
+    """What success means is the end reason's to say (coin_sync/outcome.py)."""
+    reason = EndReason.named(summary["reason"])
+    return reason is not None and reason.succeeded(int(summary["exit_code"]))
 
 
 def finished_at(summary: Summary) -> float | None:
@@ -87,8 +87,8 @@ def pass_families(summary: Summary, last_success: float | None) -> list[Metric]:
     by_status = GaugeMetricFamily(
         "coin_sync_last_pass_symbols", "Símbolos de la última pasada por estado", labels=["status"]
     )
-    for status in STATUSES:
-        by_status.add_metric([status], t[status])
+    for status in SymbolStatus:
+        by_status.add_metric([str(status)], t[str(status)])
     families.append(by_status)
     if last_success is not None:
         families.append(_gauge(LAST_SUCCESS, "Fin de la última pasada que terminó con 0", last_success))

@@ -14,10 +14,11 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from coin_sync.config.settings import Settings
 from coin_sync.files import write_atomically
+from coin_sync.locks.guard import PassGuard
 from coin_sync.outcome import EndReason, PassReport, signal_name
 
 TERMINATION_MESSAGE_LIMIT = 4096  # what the kubelet keeps of /dev/termination-log
@@ -36,11 +37,7 @@ END_MARKS = {
 FLAG_WORDS = {"rejected": "rechazados", "pending_backfill": "pendientes de backfill", "held": "retenidos"}
 
 
-class Guard(Protocol):
-    def finish(self, report: PassReport) -> None: ...
-
-
-def publish(report: PassReport, settings: Settings, log: logging.Logger, guard: Guard) -> int:
+def publish(report: PassReport, settings: Settings, log: logging.Logger, guard: PassGuard) -> int:
     """Publish the report everywhere; returns its exit code."""
     if not report.finished_at:  # the ends decided before run_pass (lock, crash, config)
         report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")

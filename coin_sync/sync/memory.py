@@ -43,7 +43,7 @@ class Memory:
         listing = plan.listing
         if listing is None and any(symbol in self._state for symbol in plan.symbols):
             listing = self._listing_once()
-        hold = ctx.settings.sync.ambiguous_hold_seconds or 0.0
+        hold = ctx.settings.sync.ambiguous_hold_seconds
         self._decision = decide(self._state, plan.symbols, listing, ctx.clock.wall(), hold)
         for held in self._decision.held:
             ctx.log.warning(

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args, get_type_hints
 
 import pytest
 
 from coin_sync.config.load import load_settings
 from coin_sync.config.parsing import redact_url
-from coin_sync.config.settings import FIELDS, Settings
+from coin_sync.config.settings import FIELDS, Field, Settings
 from coin_sync.config.sources import ConfigError
 
 
@@ -184,6 +185,28 @@ def test_every_field_is_a_settings_attribute_and_a_flag() -> None:
     for f in FIELDS:
         assert hasattr(getattr(defaults, f.group), f.name)
         assert f.flag == "--" + f.env.lower().replace("_", "-")
+
+
+def _optional(f: Field) -> bool:
+    hints = get_type_hints(type(getattr(Settings(), f.group)))
+    return type(None) in get_args(hints[f.name])
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"LOG_DIR": "/x", "SHARD_COUNT": "2", "SHARD_INDEX": "1", "HTTP_TIMEOUT": "5"},
+        {"LOCK_FILE": "off", "STATE_FILE": "/s.json", "AMBIGUOUS_HOLD_SECONDS": "0"},
+    ],
+)
+def test_loaded_settings_are_complete(env: dict[str, str]) -> None:
+    """A setting whose type has no None is never None once loaded: the defaults derived
+    from other settings (None in the table) are resolved while loading."""
+    derived = {f.env for f in FIELDS if f.default() is None and not _optional(f)}
+    assert derived == {"AMBIGUOUS_HOLD_SECONDS", "LOCK_FILE", "STATE_FILE"}
+    settings = load_settings({}, env)
+    assert [f.env for f in FIELDS if not _optional(f) and f.value(settings) is None] == []
 
 
 def test_freshness_and_metrics_defaults() -> None:

@@ -120,3 +120,30 @@ def test_outside_a_cluster_nothing_imports_k8s_but_the_guarded_paths() -> None:
         and not name.startswith("coin_sync.k8s")
     }
     assert not eager, f"modules outside coin_sync.k8s import it at module level: {sorted(eager)}"
+
+
+def _reads(attribute: str) -> set[str]:
+    """The modules that read `attribute` off some object (settings.kubernetes.<attribute>)."""
+    return {
+        name
+        for name, path in MODULES.items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute) and node.attr == attribute
+    }
+
+
+def test_only_the_session_reads_k8s_lock_required() -> None:
+    # What K8S_LOCK_REQUIRED means (try the API in a cluster without a token, say so in the
+    # warning, end the pass with 3) is decided in one place; the rest is handed `required`.
+    assert _reads("lock_required") == {"coin_sync.session"}
+
+
+def test_only_the_session_opens_the_k8s_package() -> None:
+    # It asks coin_sync.locks.cluster first and imports coin_sync.k8s only when the
+    # integration is on (the subprocess proof: tests/core/test_session.py).
+    importers = {
+        name
+        for name, imported in GRAPH.items()
+        if not name.startswith("coin_sync.k8s") and any(i.startswith("coin_sync.k8s") for i in imported)
+    }
+    assert importers == {"coin_sync.session"}

@@ -54,7 +54,7 @@ def guard_for(kubeconfig: Path, log: logging.Logger, opened: list[PassGuard]) ->
         keywords = {k: names.pop(k) for k in ("files", "timeouts", "clock") if k in names}
         settings, env = settings_and_env(names)
         env = {"KUBECONFIG": str(kubeconfig)} | env if environ is None else environ
-        guard = open_guard(settings, log, env, **keywords)
+        guard = open_guard(settings, log, env, required=settings.kubernetes.lock_required, **keywords)
         opened.append(guard)
         return guard
 

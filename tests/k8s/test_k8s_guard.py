@@ -24,7 +24,8 @@ from kube_api import CONFIGMAPS, LEASES, NAMESPACE, ApiServer, lease_body, write
 
 from coin_sync.k8s.api import ApiTimeouts
 from coin_sync.k8s.guard import NullGuard, UnavailableGuard
-from coin_sync.k8s.loading import ServiceAccountFiles, identity_from
+from coin_sync.k8s.loading import identity_from
+from coin_sync.locks.cluster import ServiceAccountFiles
 from coin_sync.locks.guard import LockOutcome
 from coin_sync.outcome import EndReason
 
@@ -242,7 +243,7 @@ def test_importing_and_an_inactive_guard_never_import_kubernetes() -> None:
         "import logging, sys\n"
         "from coin_sync.config.settings import Settings\n"
         "from coin_sync.k8s import open_guard\n"
-        "guard = open_guard(Settings(), logging.getLogger(), {})\n"
+        "guard = open_guard(Settings(), logging.getLogger(), {}, required=False)\n"
         "print(guard.acquire().state, any(m.split('.')[0] == 'kubernetes' for m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -51,7 +51,8 @@ def hooked_guard(kubeconfig: Path, log: logging.Logger, tmp_path: Path) -> Itera
         settings, env = settings_and_env(names)
         client, _ = load_api_client({"KUBECONFIG": str(kubeconfig)})
         ident = identity_from(env, tmp_path / "no-namespace-file")
-        made.append(KubeGuard(ReadHook(client, ident.namespace, hook), ident, settings, log))
+        required = settings.kubernetes.lock_required
+        made.append(KubeGuard(ReadHook(client, ident.namespace, hook), ident, settings, log, required=required))
         return made[-1]
 
     yield make

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -15,7 +16,8 @@ from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 import prom_tools
-from coin_sync.observe.metrics import LoopMetrics, read_summary, render
+from coin_sync.observe.metrics import LoopMetrics, read_summary, render, succeeded
+from coin_sync.outcome import EndReason, PassReport, SymbolStatus
 from fake_backend import FakeBackend
 from harness import REPO, clean_env
 from prom_tools import promtool_check, samples
@@ -92,6 +94,18 @@ def test_unknown_max_lag_is_nan_and_a_lock_held_skip_is_not_a_success(tmp_path: 
     assert samples(loop.render().decode(), "coin_sync_last_success_timestamp_seconds") == []
     (tmp_path / "bad.json").write_text("{")
     assert read_summary(tmp_path / "bad.json") is None and read_summary(tmp_path / "none.json") is None
+
+
+def test_success_and_statuses_come_from_the_outcome() -> None:
+    """Every end reason, as its summary carries it: a success is a pass that ran and exited 0;
+    one series per symbol status."""
+    for reason in EndReason:
+        summary = PassReport(1, "2026-01-01T00:00:00+00:00", reason, signum=signal.SIGTERM).to_dict()
+        assert succeeded(summary) is (reason in (EndReason.OK, EndReason.NOTHING_TO_SYNC)), reason
+    assert not succeeded({**summary, "exit_code": 0, "reason": "no_such_reason"})
+    text = render(_summary(0, "2026-01-01T00:22:00+00:00"), None).decode()
+    shown = {dict(s.labels)["status"] for s in samples(text, "coin_sync_last_pass_symbols")}
+    assert shown == {str(status) for status in SymbolStatus}
 
 
 def test_a_pass_without_metrics_imports_neither_prometheus_client_nor_kubernetes(tmp_path: Any) -> None:

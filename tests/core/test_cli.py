@@ -35,6 +35,15 @@ def test_unknown_flag_is_a_usage_error(run_cli) -> None:  # type: ignore[no-unty
         ({"METRICS_PUSHGATEWAY_URL": "http://ops:s3cr3t-pw@gateway:abc"}, "METRICS_PUSHGATEWAY_URL"),
         ({"LOG_LEVEL": "CHATTY"}, "LOG_LEVEL"),
         ({"CONFIG_FILE": "/nonexistent.yaml"}, "CONFIG_FILE"),
+        # Every entry empty or impossible: a broken deploy, not "nothing to sync" (exit 0).
+        ({"SYMBOLS_TO_SYNC": ",,,"}, "SYMBOLS_TO_SYNC"),
+        ({"SYMBOLS_TO_SYNC": "@@@,ÑOÑO"}, "SYMBOLS_TO_SYNC"),
+        ({"SYMBOLS_INCLUDE": " , "}, "SYMBOLS_INCLUDE"),
+        # A URL that does not parse: at once, never after BACKEND_WAIT_SECONDS.
+        ({"BACKEND_URL": "http://exa mple.com"}, "BACKEND_URL"),
+        ({"BACKEND_URL": "http://backend:99999"}, "BACKEND_URL"),
+        ({"BACKEND_URL": "http://backend:0"}, "BACKEND_URL"),
+        ({"BACKEND_URL": "http://:8888"}, "BACKEND_URL"),
     ],
 )
 def test_bad_config_exits_2_with_one_line(run_cli, env: dict[str, str], named: str) -> None:  # type: ignore[no-untyped-def]
@@ -91,3 +100,37 @@ def test_symbols_prints_this_shard_and_syncs_nothing(run_cli) -> None:  # type: 
 
 def test_symbols_unusable_list_exits_3(free_port: int, run_cli) -> None:  # type: ignore[no-untyped-def]
     assert run_cli("symbols", BACKEND_URL=f"http://127.0.0.1:{free_port}", MAX_RETRIES="0").code == 3
+
+
+def test_symbols_waits_for_health_as_run_does_and_no_longer(run_cli) -> None:  # type: ignore[no-untyped-def]
+    # An unhealthy backend: `symbols` gives up after BACKEND_WAIT_SECONDS with exit 3,
+    # without one request to /api/symbols (it used to retry it MAX_RETRIES times).
+    with FakeBackend(symbols=3) as backend:
+        backend.set_healthy(False)
+        run = run_cli("symbols", BACKEND_URL=backend.url, BACKEND_WAIT_SECONDS="0", MAX_RETRIES="3")
+        assert run.code == 3 and not run.stdout
+        assert "El backend no está disponible" in run.stderr
+        assert [c.path for c in backend.calls] == ["/health"]
+
+
+def test_symbols_on_a_dead_backend_takes_the_health_wait_on_virtual_time(free_port: int) -> None:
+    import logging
+
+    from coin_sync.backend.client import make_client
+    from coin_sync.config.load import load_settings
+    from coin_sync.stop import Stop
+    from coin_sync.sync.context import PassContext
+    from coin_sync.sync.plan import resolve_symbols
+    from virtual_clock import VirtualClock
+
+    # The defaults: 3 retries of /api/symbols 10, 20, 40 s apart (74 s in the issue).
+    settings = load_settings({}, {"BACKEND_URL": f"http://127.0.0.1:{free_port}", "BACKEND_WAIT_SECONDS": "3"})
+    clock = VirtualClock()
+    client = make_client(settings.backend, 1)
+    try:
+        ctx = PassContext(settings, client, logging.getLogger("coin_sync.test.symbols"), Stop(), clock)
+        assert resolve_symbols(ctx) is None
+    finally:
+        client.session.close()
+    assert clock.now() == 3.0  # the health wait, to the virtual second; no retry waits after it
+    assert sum(clock.sleeps) == 3.0

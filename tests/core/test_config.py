@@ -207,3 +207,54 @@ def test_pushgateway_password_is_never_shown(tmp_path: Path) -> None:
     assert shown["METRICS_PUSHGATEWAY_PASSWORD"] == "****"
     assert shown["METRICS_PUSHGATEWAY_URL"] == "http://****@pg:9091"
     assert "hunter2" not in repr(s) and "urlpw" not in str(shown)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (",,,", "solo comas"),
+        ("@@@", "'@@@': carácter no permitido '@'"),
+        ("ÑOÑO,  ", "'ÑOÑO': carácter no permitido 'Ñ'"),
+        ("BTC USDT", "'BTC USDT'"),
+        ("A" * 21, "más de 20 caracteres"),
+    ],
+)
+def test_a_symbol_list_with_no_valid_name_is_a_config_error(raw: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, {"SYMBOLS_TO_SYNC": raw})
+    assert str(caught.value).startswith(f"SYMBOLS_TO_SYNC: valor inválido {raw!r}: ")
+    assert reason in str(caught.value)
+
+
+def test_empty_entries_of_a_symbol_list_are_dropped_silently() -> None:
+    # A trailing comma is no mistake: nothing to warn about later.
+    assert load_settings({}, {"SYMBOLS_TO_SYNC": "btcusdt,,ETHUSDT,"}).sync.symbols == ("btcusdt", "ETHUSDT")
+    # One good name among bad ones: the bad ones are warned about by the pass, not fatal.
+    assert load_settings({}, {"SYMBOLS_TO_SYNC": "@@@,BTCUSDT"}).sync.symbols == ("@@@", "BTCUSDT")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://exa mple.com", "espacios"),
+        ("http://backend:8888/\tx", "espacios"),
+        ("http://backend:99999", "puerto inválido"),
+        ("http://backend:0", "puerto inválido"),
+        ("http://backend:abc", "puerto inválido"),
+        ("http://:8888", "con host"),
+        ("http://back!end:8888", "'back!end'"),
+        ("http://[::1:8888", "corchetes"),
+    ],
+)
+def test_a_url_that_does_not_parse_is_a_config_error(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, {"BACKEND_URL": url})
+    assert str(caught.value).startswith("BACKEND_URL: valor inválido") and reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://backend:8888", "https://binance_backend", "http://127.0.0.1:8888/", "http://[::1]:8888", "http://müll.de"],
+)
+def test_good_urls_still_parse(url: str) -> None:
+    assert load_settings({}, {"BACKEND_URL": url}).backend.url == url.rstrip("/")

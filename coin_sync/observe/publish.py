@@ -74,7 +74,8 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
     log.log(
         report.exit_code.log_level,
         "FIN DE SINCRONIZACIÓN #%d%s - correctos: %d, fallidos: %d, omitidos: %d, interrumpidos: %d, "
-        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s), %s, concurrencia: máx %d, final %d%s",
+        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s), %s, "
+        "concurrencia: en vuelo máx %d, límite final %d%s",
         report.pass_number,
         mark,
         t["ok"],

@@ -43,6 +43,16 @@ AttemptFn = Callable[[Job], Verdict]
 AbandonFn = Callable[[Job, "str | None"], SymbolResult]  # a job still queued at the end
 
 
+SHOWN_SYMBOLS = 20  # a log line names this many symbols at most, then how many more
+
+
+def shown_symbols(symbols: list[str]) -> str:
+    """`A, B, C` or, past SHOWN_SYMBOLS, `A, B, ... y 180 más`."""
+    shown = ", ".join(symbols[:SHOWN_SYMBOLS])
+    more = len(symbols) - SHOWN_SYMBOLS
+    return f"{shown} y {more} más" if more > 0 else shown
+
+
 @dataclass(frozen=True)
 class Limit:
     """A time after which nothing more is dispatched (deadline, budget)."""
@@ -120,7 +130,11 @@ class Pool:
             self._check_limits()
             now = self._clock.now()
             if grace_until is not None and now >= grace_until:
-                self._log.error("Tiempo de gracia agotado con %d sincronizaciones en curso", len(self._in_flight))
+                self._log.error(
+                    "Tiempo de gracia agotado con %d sincronizaciones en curso: %s",
+                    len(self._in_flight),
+                    shown_symbols(sorted(self._in_flight)),
+                )
                 return
             self._dispatch(now)
             if not self._in_flight and (self._stop.is_set() or not (self._ready or self._waiting)):

@@ -63,6 +63,7 @@ def test_transient_errors_are_retried_then_succeed(fake_backend: FakeBackend, ru
     assert len(fake_backend.sync_calls("ETHUSDT")) == 3
     assert run.lines("HTTP 500: Binance rate limit")
     assert run.lines("✓ BTCUSDT sincronizado: 4 nuevos registros")
+    assert run.lines("✓ ETHUSDT sincronizado: 1 nuevo registro") and not run.lines("1 nuevos registros")
     # 500/502/503 are overload: re-queued, not failed attempts; bad bodies are attempts.
     counts = {s["symbol"]: (s["attempts"], s["requeued"]) for s in run.summary["symbols"]}
     assert counts["BTCUSDT"] == (1, 3) and counts["ETHUSDT"] == (3, 0)

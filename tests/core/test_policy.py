@@ -39,7 +39,9 @@ def test_grace_runs_out_on_a_hung_sync_and_the_rest_is_skipped() -> None:
     statuses = {s["symbol"]: s["status"] for s in run.summary["symbols"]}
     assert run.code == 143 and run.summary["reason"] == "interrupted"
     assert statuses == {"BTCUSDT": "interrupted", **{s: "skipped" for s in backend.symbols[1:]}}
-    assert run.lines("Tiempo de gracia agotado con 1 sincronizaciones en curso")
+    # The ERROR names what was still in flight; what was never sent says why.
+    assert run.lines("Tiempo de gracia agotado con 1 sincronizaciones en curso: BTCUSDT")
+    assert {s["skip_reason"] for s in run.summary["symbols"] if s["status"] == "skipped"} == {"interrupted"}
     assert run.report.duration >= 20  # the whole grace, in virtual seconds
 
 

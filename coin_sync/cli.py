@@ -1,4 +1,4 @@
-"""Command line: `coin-sync [run|check|symbols|loop] [options]`.
+"""Command line: `coin-sync [run|check|symbols|loop|config] [options]`.
 
 main(argv) returns the exit code instead of exiting, so tests can call it.
 """
@@ -16,6 +16,7 @@ from coin_sync import __version__
 from coin_sync.config.load import load_settings
 from coin_sync.config.settings import FIELDS, Settings
 from coin_sync.config.sources import ConfigError
+from coin_sync.observe.banner import config_text, log_banner
 from coin_sync.observe.logs import setup_logging, shutdown_logging
 from coin_sync.outcome import EndReason, ExitCode, PassReport
 from coin_sync.stop import Interrupted, Stop
@@ -31,6 +32,7 @@ COMMANDS = {
     "check": "solo la comprobación de salud del backend: 0 sano, 3 no disponible",
     "symbols": "imprime los símbolos que sincronizaría esta pasada, sin sincronizar",
     "loop": "una pasada cada SYNC_INTERVAL_SECONDS, cada una en un proceso nuevo (docker compose)",
+    "config": "imprime la configuración efectiva, todos los ajustes (secretos ocultos), y termina",
 }
 
 EXIT_CODES_HELP = """códigos de salida:
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         default = f.default()
         shown = "" if f.secret or default in (None, "", ()) else f" (por defecto: {default})"
         group.add_argument(f.flag, dest=f.env, metavar=f.env, help=f"{f.help}{shown}")
+    # Given by `loop` to its passes: the loop showed the settings once already.
+    settings_flags.add_argument("--no-banner", action="store_true", help=argparse.SUPPRESS)
 
     parser = argparse.ArgumentParser(
         prog="coin-sync",
@@ -69,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[settings_flags],
     )
     parser.add_argument("--version", action="version", version=f"coin-sync {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{run,check,symbols,loop}")
+    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
     for name, help_text in COMMANDS.items():
         commands.add_parser(
             name,
@@ -105,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ERROR de configuración: {exc}", file=sys.stderr)
         return ExitCode.BAD_CONFIG
     command: str = args.command or "run"
+    if command == "config":
+        print(config_text(settings), end="")
+        return ExitCode.OK
     if command == "loop":
         return _loop(settings, argv)
     handlers: dict[str, Callable[[Settings, logging.Logger, Stop], int]] = {
@@ -124,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr if command == "symbols" else sys.stdout,
     )
     try:
+        if command == "run" and not getattr(args, "no_banner", False):
+            log_banner(settings, log)
         return int(handlers[command](settings, log, stop))
     finally:
         restore()
@@ -142,16 +151,6 @@ def _context(settings: Settings, log: logging.Logger, stop: Stop, state: StateSt
     return PassContext(settings, client, log, stop, RealClock(), state if state is not None else MemoryStateStore())
 
 
-def _banner(settings: Settings, log: logging.Logger) -> None:
-    log.info("=" * 60)
-    log.info("SERVICIO DE SINCRONIZACIÓN AUTOMÁTICA (coin-sync %s)", __version__)
-    log.info("=" * 60)
-    if settings.config_file is not None:
-        log.info("  CONFIG_FILE: %s", settings.config_file)
-    for name, value in settings.describe():
-        log.info("  %s: %s", name, value)
-
-
 def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
     from coin_sync.clock import RealClock
     from coin_sync.k8s import open_guard
@@ -159,7 +158,6 @@ def _run(settings: Settings, log: logging.Logger, stop: Stop) -> int:
     from coin_sync.observe.publish import publish
     from coin_sync.sync.runner import new_report
 
-    _banner(settings, log)
     kube_guard = open_guard(settings, log, os.environ)
     guard: PassGuard | FileLockGuard = kube_guard
     try:
@@ -209,7 +207,7 @@ def _guarded_pass(
     # the lock not taken) in STATE_FILE, so a dead API is never asked again.
     state: StateStore | None = kube.state_store() if kube is not None and lock.state == "acquired" else None
     if state is None:
-        assert settings.log.state_file is not None  # resolved by config._validated
+        assert settings.log.state_file is not None  # resolved by config.load.validated
         state = FileStateStore(settings.log.state_file, log)
     return run_pass(_context(settings, log, stop, state))
 
@@ -259,7 +257,7 @@ def _loop(settings: Settings, argv: list[str]) -> int:
     passthrough.remove("loop")
     log = setup_logging(settings.log.level, settings.log.dir, settings.log.format)
     try:
-        _banner(settings, log)
-        return run_loop(settings, [sys.executable, "-m", "coin_sync", "run", *passthrough], log)
+        log_banner(settings, log)
+        return run_loop(settings, [sys.executable, "-m", "coin_sync", "run", "--no-banner", *passthrough], log)
     finally:
         shutdown_logging()

@@ -53,10 +53,12 @@ def load_settings(
         except ValueError as exc:
             shown = "****" if spec.secret else repr(p.redact_credentials(text))
             raise ConfigError(f"{name}: valor inválido {shown}: {exc}") from None
-    return _validated(settings_from(values, config_path))
+    return validated(settings_from(values, config_path))
 
 
-def _validated(settings: Settings) -> Settings:
+def validated(settings: Settings) -> Settings:
+    """The checks across settings and the defaults that depend on others (pure but for
+    the `*_FILE` secrets it reads)."""
     sync, backend = settings.sync, settings.backend
     if sync.shard_index >= sync.shard_count:
         raise ConfigError(

@@ -225,6 +225,8 @@ class Settings:
                 text = ",".join(value) or ("(todos)" if f.env == "SYMBOLS_TO_SYNC" else "(ninguno)")
             elif value is None:
                 text = "(no definido)"
+            elif isinstance(value, bool):
+                text = "true" if value else "false"  # as the setting is written, not Python's True
             else:
                 text = str(value)
             shown.append((f.env, text))

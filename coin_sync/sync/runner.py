@@ -20,6 +20,7 @@ from coin_sync.sync.memory import Memory
 from coin_sync.sync.ordering import longest_first
 from coin_sync.sync.plan import SymbolPlan, resolve_plan
 from coin_sync.sync.pool import Limit, Pool
+from coin_sync.sync.progress import ProgressReporter
 from coin_sync.sync.syncer import SymbolSync
 
 
@@ -112,6 +113,7 @@ def _pool(ctx: PassContext, memory: Memory, started: float) -> tuple[Pool, Symbo
         log=ctx.log,
         limits=tuple(limits),
         grace_seconds=s.shutdown_grace_seconds,
+        progress=ProgressReporter(ctx.clock, ctx.log),
     )
     return pool, syncer
 

@@ -20,6 +20,7 @@ from coin_sync.observe.banner import config_text, log_banner
 from coin_sync.observe.logs import setup_logging, shutdown_logging
 from coin_sync.outcome import EndReason, ExitCode, PassReport
 from coin_sync.stop import Interrupted, Stop
+from coin_sync.usage import COMMAND_SETTINGS, ArgumentParser, epilog, settings_flags
 
 if TYPE_CHECKING:
     from coin_sync.locks.filelock import FileLockGuard
@@ -35,53 +36,30 @@ COMMANDS = {
     "config": "imprime la configuración efectiva, todos los ajustes (secretos ocultos), y termina",
 }
 
-EXIT_CODES_HELP = """códigos de salida:
-  0    todos los símbolos sincronizados (o nada que sincronizar, u otra pasada en curso: lock_held)
-  1    uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS o PASS_BUDGET_SECONDS
-       (con FAIL_ON_STALE=true, también si alguno quedó desactualizado)
-  2    configuración o uso incorrectos
-       (en 'loop', también si no puede servir /metrics en METRICS_PORT: puerto ocupado)
-  3    backend no disponible (nunca sano, lista de símbolos inutilizable o caído a mitad de pasada)
-  4    el exchange limitó o bloqueó al backend (429/418): pasada detenida, el resto omitido
-  130  interrumpido por SIGINT
-  143  interrumpido por SIGTERM
-
-Cada opción equivale a la variable de entorno del mismo nombre (--http-timeout = HTTP_TIMEOUT).
-Prioridad: valores por defecto < fichero YAML (CONFIG_FILE / --config) < entorno < opciones."""
-
 
 def build_parser() -> argparse.ArgumentParser:
-    # SUPPRESS: an option not given leaves no attribute at all, so the subcommand's
-    # parser cannot overwrite a flag given before the command with its own default.
-    settings_flags = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
-    group = settings_flags.add_argument_group("configuración")
-    group.add_argument(
-        "--config", metavar="FICHERO", help="fichero YAML con las mismas claves que el entorno (CONFIG_FILE)"
-    )
-    for f in FIELDS:
-        default = f.default()
-        shown = "" if f.secret or default in (None, "", ()) else f" (por defecto: {default})"
-        group.add_argument(f.flag, dest=f.env, metavar=f.env, help=f"{f.help}{shown}")
-    # Given by `loop` to its passes: the loop showed the settings once already.
-    settings_flags.add_argument("--no-banner", action="store_true", help=argparse.SUPPRESS)
-
-    parser = argparse.ArgumentParser(
+    every_flag = settings_flags(None)
+    parser = ArgumentParser(
         prog="coin-sync",
+        usage="%(prog)s [{" + ",".join(COMMANDS) + "}] [opciones]",
         description="Sincroniza las velas de 1 minuto de cada símbolo del backend: una pasada y un código de salida.",
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[settings_flags],
+        epilog=epilog("run"),
+        parents=[every_flag],
     )
-    parser.add_argument("--version", action="version", version=f"coin-sync {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
+    parser.add_argument(
+        "--version", action="version", version=f"coin-sync {__version__}", help="muestra la versión y termina"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}", title="órdenes")
     for name, help_text in COMMANDS.items():
+        names = COMMAND_SETTINGS.get(name)
         commands.add_parser(
             name,
             help=help_text,
+            prog=f"coin-sync {name}",
+            usage="%(prog)s [opciones]",
             description=help_text,
-            epilog=EXIT_CODES_HELP,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-            parents=[settings_flags],
+            epilog=epilog(name),
+            parents=[every_flag if names is None else settings_flags(names)],
         )
     return parser
 

@@ -20,7 +20,7 @@ FLOORS = [
     {"k8s", "observe"},
     {"loop"},
     {"session"},
-    {"cli", "__main__"},
+    {"cli", "usage", "__main__"},
 ]
 MAX_LINES = 300
 

@@ -8,21 +8,16 @@ failure is a ConfigError, whose message is one Spanish line naming the setting.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from coin_sync.config import parsing as p
 from coin_sync.config.schedule import interval_seconds, pass_budget
-from coin_sync.config.settings import (
-    FIELDS,
-    FIELDS_BY_ENV,
-    MetricsSettings,
-    Settings,
-    settings_from,
-)
+from coin_sync.config.settings import FIELDS, FIELDS_BY_ENV, MetricsSettings, Settings
 from coin_sync.config.sources import ConfigError, env_layer, secret_or_file, yaml_layer
+from coin_sync.config.table import settings_from
 
 
 def load_settings(
@@ -54,10 +49,13 @@ def load_settings(
         except ValueError as exc:
             shown = "****" if spec.secret else repr(p.redact_credentials(text))
             raise ConfigError(f"{name}: valor inválido {shown}: {exc}") from None
-    return _validated(settings_from(values, config_path), given=set(values))
+    return validated(settings_from(values, config_path), given=set(values))
 
 
-def _validated(settings: Settings, given: set[str]) -> Settings:
+def validated(settings: Settings, given: Set[str] = frozenset()) -> Settings:
+    """The checks across settings and the defaults that depend on others (pure but for
+    the `*_FILE` secrets it reads). given: the settings set explicitly, whose values win
+    over the derived defaults."""
     sync, backend = settings.sync, settings.backend
     if sync.shard_index >= sync.shard_count:
         raise ConfigError(

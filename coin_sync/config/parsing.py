@@ -6,8 +6,10 @@ name and value to make the one line the user sees.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,16 +68,40 @@ def concurrency_or_auto(text: str) -> int | str:
     return value
 
 
+# A DNS name (labels of letters, digits, '-' and '_', as container names have), IDN included.
+_HOST_NAME = re.compile(r"[^\W_][\w-]*(\.[\w-]+)*\.?")
+
+
 def http_url(text: str) -> str:
     url = text.strip().rstrip("/")
-    parts = urlsplit(url)
+    if any(c.isspace() or not c.isprintable() for c in url):
+        # urllib splits "http://exa mple.com" happily; the request would fail a minute later.
+        raise ValueError("no puede contener espacios ni caracteres de control")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket: urllib's message is English
+        raise ValueError("no es una URL válida (corchetes de IPv6 sin cerrar)") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("debe ser una URL http:// o https:// con host")
+    if not _valid_host(parts.hostname):
+        raise ValueError(f"el host {parts.hostname!r} no es un nombre de host ni una dirección IP")
     try:
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        port = parts.port  # raises ValueError on a port that is not a number or out of range
     except ValueError:
-        raise ValueError("tiene un puerto inválido") from None
+        port = 0
+    if port == 0:
+        raise ValueError("tiene un puerto inválido (debe ser un número de 1 a 65535)")
     return url
+
+
+def _valid_host(name: str) -> bool:
+    if ":" in name:  # urlsplit took the brackets off an IPv6 literal
+        try:
+            ipaddress.IPv6Address(name)
+        except ValueError:
+            return False
+        return True
+    return _HOST_NAME.fullmatch(name) is not None
 
 
 def host(raw: str) -> str:
@@ -135,10 +161,42 @@ def per_shard(path: Path, shard_index: int, shard_count: int) -> Path:
     return path if shard_count == 1 or path == OFF else path.with_stem(f"{path.stem}-{shard_index}")
 
 
+# The exchange's symbol rule for the API parameter is ^[A-Z0-9-_.]{1,20}$, yet it lists
+# names such as 币安人生USDT; no spot symbol has '-', '_' or '.'. So: after normalising
+# (strip, upper-case), 1 to 20 characters, each an ASCII capital, a digit, or a letter of
+# a script without case (Chinese). `@@@`, `ÑOÑO` (a cased non-ASCII letter), spaces and
+# control characters can never be a symbol.
+MAX_SYMBOL_LENGTH = 20
+
+
+def normal_symbol(raw: str) -> str:
+    return raw.strip().upper()
+
+
+def symbol_problem(name: str) -> str | None:
+    """Why a normalised name cannot be an exchange symbol; None when it can."""
+    if not name:
+        return "vacío"
+    if len(name) > MAX_SYMBOL_LENGTH:
+        return f"más de {MAX_SYMBOL_LENGTH} caracteres"
+    for char in name:
+        if not ("A" <= char <= "Z" or "0" <= char <= "9" or unicodedata.category(char) == "Lo"):
+            return f"carácter no permitido {char!r}: solo A-Z, dígitos 0-9 y letras sin mayúsculas (币安人生USDT)"
+    return None
+
+
 def symbol_list(raw: str) -> tuple[str, ...]:
-    # Kept raw, empty entries included: normalisation warns about bad names, and
-    # warnings need logging, which is not set up yet while settings load.
-    return tuple(raw.split(",")) if raw.strip() else ()
+    """The non-empty entries, raw: a trailing comma is no mistake. A single bad name is
+    warned about once logging is set up (coin_sync.sync.plan); a list with no valid name
+    at all is a broken setting."""
+    entries = tuple(entry for entry in raw.split(",") if entry.strip())
+    problems = [(entry, symbol_problem(normal_symbol(entry))) for entry in entries]
+    if raw.strip() and all(problem is not None for _, problem in problems):
+        if not problems:
+            raise ValueError("no contiene ningún símbolo (solo comas)")
+        first, problem = problems[0]
+        raise ValueError(f"no contiene ningún símbolo válido ({first.strip()!r}: {problem})")
+    return entries
 
 
 def redact_credentials(text: str) -> str:

@@ -8,8 +8,8 @@ new setting cannot be half-wired. How they are read and validated: coin_sync.con
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, fields, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -221,24 +221,6 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     config_file: Path | None = None
 
-    def describe(self) -> list[tuple[str, str]]:
-        """(ENV_NAME, shown value) pairs for the banner; secrets masked."""
-        shown = []
-        for f in FIELDS:
-            value = f.value(self)
-            if f.secret:
-                text = "****" if value else "(no definido)"
-            elif f.env in ("BACKEND_URL", "METRICS_PUSHGATEWAY_URL") and value:
-                text = p.redact_url(value)
-            elif isinstance(value, tuple):
-                text = ",".join(value) or ("(todos)" if f.env == "SYMBOLS_TO_SYNC" else "(ninguno)")
-            elif value is None:
-                text = "(no definido)"
-            else:
-                text = str(value)
-            shown.append((f.env, text))
-        return shown
-
 
 @dataclass(frozen=True)
 class Field:
@@ -278,22 +260,3 @@ def _fields() -> Iterator[Field]:
 
 FIELDS: tuple[Field, ...] = tuple(_fields())
 FIELDS_BY_ENV = {f.env: f for f in FIELDS}
-
-
-def setting_names() -> list[str]:
-    """Every settable name, for docs and tests."""
-    return [f.env for f in FIELDS]
-
-
-def settings_from(values: Mapping[str, Any], config_file: Path | None = None) -> Settings:
-    """Settings from typed values keyed by ENV name; the rest keep their defaults."""
-    groups: dict[str, dict[str, Any]] = {}
-    for env, value in values.items():
-        f = FIELDS_BY_ENV[env]
-        groups.setdefault(f.group, {})[f.name] = value
-    base = Settings()
-    return replace(
-        base,
-        config_file=config_file,
-        **{group: replace(getattr(base, group), **kw) for group, kw in groups.items()},
-    )

@@ -111,6 +111,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+def _not_decoration(record: logging.LogRecord) -> bool:
+    """A line of '=' only (around INICIO, FIN, the banner) decorates text; as a JSON
+    record it is noise."""
+    return set(record.getMessage()) != {"="}
+
+
 def _usable_dir(directory: Path) -> str | None:
     """None when files can be written there, else why not."""
     try:
@@ -139,6 +145,8 @@ def setup_logging(
     text = logging.Formatter(LINE_FORMAT, DATE_FORMAT)
     console = logging.StreamHandler(stream if stream is not None else sys.stdout)
     console.setFormatter(JsonFormatter() if log_format == "json" else text)
+    if log_format == "json":
+        console.addFilter(_not_decoration)
     sinks: list[logging.Handler] = [console]
 
     problem = _usable_dir(log_dir)

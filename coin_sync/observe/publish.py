@@ -49,7 +49,8 @@ def publish(report: PassReport, settings: Settings, log: logging.Logger, guard: 
         except OSError as exc:
             log.error("No se pudo escribir SUMMARY_FILE %s: %s", summary_file, exc.strerror or exc)
         else:
-            log.info("Resumen escrito en %s", summary_file)
+            # DEBUG: the path is a setting, shown once; under `loop` it is a temporary file.
+            log.debug("Resumen escrito en %s", summary_file)
     write_termination_message(report, settings.log.termination_message_path)
     if settings.metrics.enabled:
         from coin_sync.observe.metrics import publish_metrics  # prometheus_client only when asked for
@@ -71,7 +72,8 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
     log.log(
         report.exit_code.log_level,
         "FIN DE SINCRONIZACIÓN #%d%s - correctos: %d, fallidos: %d, omitidos: %d, interrumpidos: %d, "
-        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s), %s, concurrencia: máx %d, final %d%s",
+        "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s), %s, "
+        "concurrencia: en vuelo máx %d, límite final %d%s",
         report.pass_number,
         mark,
         t["ok"],

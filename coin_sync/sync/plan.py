@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from coin_sync.backend.health import wait_until_healthy
 from coin_sync.backend.retry import RetriesExhausted, call_with_retries
 from coin_sync.backend.wire import ListedSymbol
 from coin_sync.sync.context import PassContext
@@ -25,7 +26,16 @@ class SymbolPlan:
 
 
 def resolve_symbols(ctx: PassContext) -> list[str] | None:
-    """This shard's symbols, normalised; None when the backend's list is unusable."""
+    """This shard's symbols, normalised, as a pass would resolve them (`coin-sync
+    symbols`); None when the backend's list is unusable. A list that must come from the
+    backend is asked for only once /health answers within BACKEND_WAIT_SECONDS, as in a
+    pass: a dead backend costs that wait, not every retry of /api/symbols."""
+    if not ctx.settings.sync.symbols:
+        wait = ctx.settings.backend.wait_seconds
+        healthy, why = wait_until_healthy(ctx.client, wait, ctx.clock, ctx.stop, ctx.log)
+        if not healthy:
+            ctx.log.error("El backend no está disponible tras %.0f s: %s", wait, why)
+            return None
     plan = resolve_plan(ctx)
     return None if plan is None else plan.symbols
 

@@ -43,6 +43,31 @@ AttemptFn = Callable[[Job], Verdict]
 AbandonFn = Callable[[Job, "str | None"], SymbolResult]  # a job still queued at the end
 
 
+SHOWN_SYMBOLS = 20  # a log line names this many symbols at most, then how many more
+
+
+def shown_symbols(symbols: list[str]) -> str:
+    """`A, B, C` or, past SHOWN_SYMBOLS, `A, B, ... y 180 más`."""
+    shown = ", ".join(symbols[:SHOWN_SYMBOLS])
+    more = len(symbols) - SHOWN_SYMBOLS
+    return f"{shown} y {more} más" if more > 0 else shown
+
+
+@dataclass(frozen=True)
+class PoolProgress:
+    """Where the pool stands, for a progress reporter (coin_sync.sync.progress)."""
+
+    done: int
+    total: int
+    in_flight: int
+    failed: int
+    deferred: int  # waiting for their retry (or re-queue) time
+
+
+# Told where the pool stands after every change; returns when it wants to be told again.
+ProgressFn = Callable[[PoolProgress], "float | None"]
+
+
 @dataclass(frozen=True)
 class Limit:
     """A time after which nothing more is dispatched (deadline, budget)."""
@@ -63,6 +88,7 @@ class Pool:
         log: logging.Logger,
         limits: tuple[Limit, ...] = (),
         grace_seconds: float = 20.0,
+        progress: ProgressFn | None = None,
     ) -> None:
         self._attempt = attempt
         self._abandon = abandon
@@ -72,6 +98,9 @@ class Pool:
         self._log = log
         self._limits = limits
         self._grace = grace_seconds
+        self._progress = progress
+        self._total = 0
+        self._failed = 0
         self._ready: list[tuple[int, Job]] = []  # heap by rank
         self._waiting: list[tuple[float, int, Job]] = []  # heap by the time it may run
         self._in_flight: dict[str, Job] = {}
@@ -85,6 +114,7 @@ class Pool:
         """Sync every symbol; (results in completion order, then interrupted and
         abandoned ones; why the pass ended). `symbols` in dispatch order."""
         self._ready = [(rank, Job(symbol, rank)) for rank, symbol in enumerate(symbols)]
+        self._total = len(symbols)
         # The health wait may already have used the whole deadline: check before any
         # worker takes a symbol.
         self._check_limits()
@@ -120,12 +150,16 @@ class Pool:
             self._check_limits()
             now = self._clock.now()
             if grace_until is not None and now >= grace_until:
-                self._log.error("Tiempo de gracia agotado con %d sincronizaciones en curso", len(self._in_flight))
+                self._log.error(
+                    "Tiempo de gracia agotado con %d sincronizaciones en curso: %s",
+                    len(self._in_flight),
+                    shown_symbols(sorted(self._in_flight)),
+                )
                 return
             self._dispatch(now)
             if not self._in_flight and (self._stop.is_set() or not (self._ready or self._waiting)):
                 return
-            times = [grace_until, *self._active_limits()]
+            times = [grace_until, self._report(), *self._active_limits()]
             if self._waiting and not self._stop.is_set():
                 times.append(self._waiting[0][0])
             due = [t - now for t in times if t is not None]
@@ -168,8 +202,15 @@ class Pool:
                 )
             if verdict.result is not None:
                 self._results[job.symbol] = verdict.result
+                self._failed += int(verdict.result.status is SymbolStatus.FAILED)
             else:
                 heapq.heappush(self._waiting, (self._clock.now() + verdict.again_in, job.rank, job))
+
+    def _report(self) -> float | None:
+        if self._progress is None:
+            return None
+        where = PoolProgress(len(self._results), self._total, len(self._in_flight), self._failed, len(self._waiting))
+        return self._progress(where)
 
     def _active_limits(self) -> list[float]:
         return [] if self._stop.is_set() else [limit.at for limit in self._limits]

@@ -20,6 +20,7 @@ from coin_sync.sync.memory import Memory
 from coin_sync.sync.ordering import longest_first
 from coin_sync.sync.plan import SymbolPlan, resolve_plan
 from coin_sync.sync.pool import Limit, Pool
+from coin_sync.sync.progress import ProgressReporter
 from coin_sync.sync.syncer import SymbolSync
 
 
@@ -49,7 +50,7 @@ def run_pass(ctx: PassContext) -> PassReport:
             assert memory is not None
             pool, syncer = _pool(ctx, memory, started)
             symbols = longest_first(memory.send, _known_last_records(plan, clock.wall()), clock.wall())
-            log.info("Sincronizando %d símbolos (concurrencia %s)", len(symbols), _shown_concurrency(s))
+            _log_start(ctx, len(symbols), len(memory.held_results()))
             results: list[SymbolResult] = []
             try:
                 results, reason = pool.run(symbols)
@@ -72,6 +73,16 @@ def run_pass(ctx: PassContext) -> PassReport:
     report.duration = clock.now() - started
     report.finished_at = clock.wall().isoformat(timespec="seconds")
     return report
+
+
+def _log_start(ctx: PassContext, sending: int, held: int) -> None:
+    held_text = f"; {held} retenido{'s' if held != 1 else ''} (sincronización ambigua)" if held else ""
+    if sending:
+        word = "símbolo" if sending == 1 else "símbolos"
+        concurrency = _shown_concurrency(ctx.settings)
+        ctx.log.info("Sincronizando %d %s (concurrencia %s)%s", sending, word, concurrency, held_text)
+    else:
+        ctx.log.info("Ningún símbolo que enviar%s", held_text)
 
 
 def _shown_concurrency(s: Settings) -> str:
@@ -102,6 +113,7 @@ def _pool(ctx: PassContext, memory: Memory, started: float) -> tuple[Pool, Symbo
         log=ctx.log,
         limits=tuple(limits),
         grace_seconds=s.shutdown_grace_seconds,
+        progress=ProgressReporter(ctx.clock, ctx.log),
     )
     return pool, syncer
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from coin_sync.backend.wire import ListedSymbol
-
-MAX_SYMBOL_LENGTH = 32
+from coin_sync.config.parsing import normal_symbol, symbol_problem
 
 
 @dataclass(frozen=True)
@@ -29,25 +27,8 @@ def listed_last_records(rows: Iterable[ListedSymbol]) -> dict[str, object]:
     """Raw last_record by normalised name (the first row of a name wins)."""
     found: dict[str, object] = {}
     for row in rows:
-        found.setdefault(_normal(row.name), row.last_record)
+        found.setdefault(normal_symbol(row.name), row.last_record)
     return found
-
-
-def _normal(name: str) -> str:
-    return name.strip().upper()
-
-
-def _rejection(name: str) -> str | None:
-    if not name:
-        return "vacío"
-    if len(name) > MAX_SYMBOL_LENGTH:
-        return f"más de {MAX_SYMBOL_LENGTH} caracteres"
-    for char in name:
-        if char.isspace():
-            return "contiene espacios"
-        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn"):
-            return "contiene caracteres de control"
-    return None
 
 
 def normalise_symbols(raw: Iterable[str]) -> tuple[list[str], list[Rejected]]:
@@ -56,8 +37,8 @@ def normalise_symbols(raw: Iterable[str]) -> tuple[list[str], list[Rejected]]:
     seen: set[str] = set()
     rejected: list[Rejected] = []
     for original in raw:
-        name = _normal(original)
-        reason = _rejection(name)
+        name = normal_symbol(original)
+        reason = symbol_problem(name)
         if reason is not None:
             rejected.append(Rejected(original, reason))
         elif name not in seen:

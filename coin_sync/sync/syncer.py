@@ -40,7 +40,8 @@ class SymbolSync:
                 self._memory.ambiguous(job.symbol)
             return self._failed(job, error)
         self.last_records[job.symbol] = answer.last_record  # one key per symbol: no lock needed
-        ctx.log.info("✓ %s sincronizado: %d nuevos registros", job.symbol, answer.new_records)
+        n = answer.new_records
+        ctx.log.info("✓ %s sincronizado: %d %s", job.symbol, n, "nuevo registro" if n == 1 else "nuevos registros")
         return Verdict(Signal.OK, self._result(job, SymbolStatus.OK, answer.new_records))
 
     def _failed(self, job: Job, error: BackendError) -> Verdict:
@@ -54,7 +55,9 @@ class SymbolSync:
             latency=self._limiter.latency(),
         )
         if decision.action is Action.HALT:
-            return Verdict(signal, self._result(job, SymbolStatus.SKIPPED, error=decision.reason), halt=decision.reason)
+            halted = self._result(job, SymbolStatus.SKIPPED, error=decision.reason)
+            halted.skip_reason = EndReason.EXCHANGE_LIMITED.word
+            return Verdict(signal, halted, halt=decision.reason)
         if decision.action is Action.REQUEUE:
             job.requeues += 1
             ctx.log.info(
@@ -85,7 +88,11 @@ class SymbolSync:
         """Still queued when the pass stopped: skipped, or failed if it had failed."""
         if job.error is not None and job.failed_attempts:
             return self._fail(job, job.error, " (reintentos cancelados)")
-        return self._result(job, SymbolStatus.SKIPPED, error=halted)
+        result = self._result(job, SymbolStatus.SKIPPED, error=halted)
+        # Why the pass stopped sending: interrupted, deadline (or budget), backend_lost, exchange_limited.
+        reason = self._ctx.stop.reason
+        result.skip_reason = reason.word if reason is not None else None
+        return result
 
     def _fail(self, job: Job, error: BackendError, note: str) -> SymbolResult:
         self._ctx.log.error("✗ %s falló tras %d intento(s)%s: %s", job.symbol, job.attempts, note, error)

@@ -160,7 +160,7 @@ def test_metrics_mistakes_fail_with_a_message(helm: Helm, set_values: list[str],
 def test_every_env_name_is_a_program_setting(helm: Helm) -> None:
     """Each variable the chart gives the program is one it reads, so a typo in a
     template cannot go unnoticed."""
-    from coin_sync.config.settings import setting_names
+    from coin_sync.config.table import setting_names
 
     known = set(setting_names()) | EDGE_ENV
     docs = helm.render(CI / "full-values.yaml", CI / "monitoring-values.yaml", kube_version="1.31.0")

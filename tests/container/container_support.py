@@ -237,7 +237,7 @@ def interpolate(value: Any, env: Mapping[str, str]) -> Any:
 
 def loop_env(backend: FakeBackend, tmp_path: Path, **settings: str) -> dict[str, str]:
     """The environment of a real `coin-sync loop` against `backend`: a pass a second."""
-    from coin_sync.config.settings import setting_names
+    from coin_sync.config.table import setting_names
 
     # Nothing of the caller's coin-sync settings (a CI runner may export BACKEND_URL...).
     env = {k: v for k, v in os.environ.items() if k not in setting_names() and k != "CONFIG_FILE"}

@@ -23,7 +23,8 @@ import yaml
 from container_support import REPO_ROOT, interpolate, parse_dockerfile, shared_schema, stage_named
 
 from coin_sync.config.load import load_settings
-from coin_sync.config.settings import Settings, setting_names
+from coin_sync.config.settings import Settings
+from coin_sync.config.table import setting_names
 
 COMPOSE: dict[str, Any] = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES: dict[str, Any] = COMPOSE["services"]

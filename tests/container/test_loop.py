@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from container_support import ListHandler
 
-from coin_sync.config.settings import settings_from
+from coin_sync.config.table import settings_from
 from coin_sync.loop.wrapper import KILL_MARGIN_SECONDS, run_loop
 from coin_sync.observe.metrics import LoopMetrics
 from coin_sync.outcome import PassReport

@@ -140,3 +140,14 @@ def test_a_pass_that_exits_2_stops_the_loop_with_2(fake_backend: FakeBackend, tm
     assert proc.times(r"NOT_A_SETTING"), proc.output  # the pass said why
     assert proc.times(r"el bucle se detiene"), proc.output
     assert not proc.times(r"Pasada #3\b")
+
+
+def test_a_three_pass_loop_shows_the_settings_once(fake_backend: FakeBackend, tmp_path: Path) -> None:
+    with start_loop(loop_env(fake_backend, tmp_path, LOG_FORMAT="text")) as proc:
+        proc.wait_for(r"Pasada #3 terminada con código 0\b", timeout=30)
+        proc.send_signal()
+        assert proc.wait(timeout=30) == 0, proc.output
+    out = proc.output
+    assert out.count("SERVICIO DE SINCRONIZACIÓN AUTOMÁTICA") == 1, out
+    assert out.count("] - Configuración: ") == 1 and out.count("] -   BACKEND_URL: ") == 1
+    assert out.count("INICIO DE SINCRONIZACIÓN #") >= 3  # the passes still say when they start and end

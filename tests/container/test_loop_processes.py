@@ -24,7 +24,8 @@ from typing import Any
 import pytest
 from container_support import ListHandler
 
-from coin_sync.config.settings import Settings, settings_from
+from coin_sync.config.settings import Settings
+from coin_sync.config.table import settings_from
 from coin_sync.loop.wrapper import KILL_MARGIN_SECONDS, run_loop
 
 LoopLog = tuple[logging.Logger, ListHandler]

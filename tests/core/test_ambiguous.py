@@ -224,3 +224,16 @@ def _poll_calls(backend: FakeBackend, count: int, limit: float = 30.0) -> None:
     end = time.monotonic() + limit
     while len(backend.sync_calls()) < count and time.monotonic() < end:
         time.sleep(0.005)
+
+
+def test_a_pass_whose_every_symbol_is_held_says_so_not_syncing_0(run_pass) -> None:  # type: ignore[no-untyped-def]
+    state, clock = MemoryStateStore(), VirtualClock()
+    env = {"HTTP_TIMEOUT": "0.3", "AMBIGUOUS_HOLD_SECONDS": "600", "SYMBOLS_TO_SYNC": "BTCUSDT"}
+    with FakeBackend(symbols=3, behind={"BTCUSDT": 3600}, clock=clock.wall) as backend:
+        backend.script("BTCUSDT", hang(1.5))
+        run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
+        second = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
+        assert len(backend.sync_calls("BTCUSDT")) == 1
+        _wait_finished(backend.sync_calls("BTCUSDT")[0])
+    assert not second.lines("Sincronizando")
+    assert second.lines("Ningún símbolo que enviar; 1 retenido (sincronización ambigua)")

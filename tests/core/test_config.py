@@ -11,6 +11,7 @@ from coin_sync.config.load import load_settings
 from coin_sync.config.parsing import redact_url
 from coin_sync.config.settings import FIELDS, Field, Settings
 from coin_sync.config.sources import ConfigError
+from coin_sync.config.table import describe
 
 
 def test_seed_names_and_defaults_are_kept() -> None:
@@ -151,8 +152,8 @@ def test_token_file_is_read_and_token_never_shown(tmp_path: Path) -> None:
     s = load_settings({}, {"BACKEND_TOKEN_FILE": str(token_file)})
     assert s.backend.token == "s3cr3t-token"
     assert "s3cr3t" not in repr(s)
-    assert "s3cr3t" not in str(s.describe())
-    assert ("BACKEND_TOKEN", "****") in s.describe()
+    assert "s3cr3t" not in str(describe(s))
+    assert ("BACKEND_TOKEN", "****") in describe(s)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +177,7 @@ def test_bad_token_value_is_not_echoed() -> None:
 def test_url_credentials_are_masked() -> None:
     assert redact_url("http://user:pw@backend:8888") == "http://****@backend:8888"
     s = load_settings({}, {"BACKEND_URL": "https://user:pw@backend/api/"})
-    assert dict(s.describe())["BACKEND_URL"] == "https://****@backend/api"
+    assert dict(describe(s))["BACKEND_URL"] == "https://****@backend/api"
 
 
 def test_every_field_is_a_settings_attribute_and_a_flag() -> None:
@@ -226,7 +227,58 @@ def test_pushgateway_password_is_never_shown(tmp_path: Path) -> None:
     env = {"METRICS_PUSHGATEWAY_URL": "http://u:urlpw@pg:9091", "METRICS_PUSHGATEWAY_USERNAME": "coin"}
     s = load_settings({}, {**env, "METRICS_PUSHGATEWAY_PASSWORD_FILE": str(secret)})
     assert s.metrics.password == "hunter2"
-    shown = dict(s.describe())
+    shown = dict(describe(s))
     assert shown["METRICS_PUSHGATEWAY_PASSWORD"] == "****"
     assert shown["METRICS_PUSHGATEWAY_URL"] == "http://****@pg:9091"
     assert "hunter2" not in repr(s) and "urlpw" not in str(shown)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (",,,", "solo comas"),
+        ("@@@", "'@@@': carácter no permitido '@'"),
+        ("ÑOÑO,  ", "'ÑOÑO': carácter no permitido 'Ñ'"),
+        ("BTC USDT", "'BTC USDT'"),
+        ("A" * 21, "más de 20 caracteres"),
+    ],
+)
+def test_a_symbol_list_with_no_valid_name_is_a_config_error(raw: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, {"SYMBOLS_TO_SYNC": raw})
+    assert str(caught.value).startswith(f"SYMBOLS_TO_SYNC: valor inválido {raw!r}: ")
+    assert reason in str(caught.value)
+
+
+def test_empty_entries_of_a_symbol_list_are_dropped_silently() -> None:
+    # A trailing comma is no mistake: nothing to warn about later.
+    assert load_settings({}, {"SYMBOLS_TO_SYNC": "btcusdt,,ETHUSDT,"}).sync.symbols == ("btcusdt", "ETHUSDT")
+    # One good name among bad ones: the bad ones are warned about by the pass, not fatal.
+    assert load_settings({}, {"SYMBOLS_TO_SYNC": "@@@,BTCUSDT"}).sync.symbols == ("@@@", "BTCUSDT")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://exa mple.com", "espacios"),
+        ("http://backend:8888/\tx", "espacios"),
+        ("http://backend:99999", "puerto inválido"),
+        ("http://backend:0", "puerto inválido"),
+        ("http://backend:abc", "puerto inválido"),
+        ("http://:8888", "con host"),
+        ("http://back!end:8888", "'back!end'"),
+        ("http://[::1:8888", "corchetes"),
+    ],
+)
+def test_a_url_that_does_not_parse_is_a_config_error(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({}, {"BACKEND_URL": url})
+    assert str(caught.value).startswith("BACKEND_URL: valor inválido") and reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://backend:8888", "https://binance_backend", "http://127.0.0.1:8888/", "http://[::1]:8888", "http://müll.de"],
+)
+def test_good_urls_still_parse(url: str) -> None:
+    assert load_settings({}, {"BACKEND_URL": url}).backend.url == url.rstrip("/")

@@ -3,6 +3,7 @@ pending_backfill for a declared coin that is not in /api/symbols yet."""
 
 from __future__ import annotations
 
+from coin_sync.config.table import describe
 from coin_sync.sync.symbols import compose
 from fake_backend import FakeBackend, exchange_error
 
@@ -92,7 +93,7 @@ def test_symbols_command_prints_the_union(run_cli) -> None:  # type: ignore[no-u
 def test_the_banner_shows_empty_lists_for_what_they_mean() -> None:
     from coin_sync.config.load import load_settings
 
-    shown = dict(load_settings({}, {}).describe())
+    shown = dict(describe(load_settings({}, {})))
     assert (shown["SYMBOLS_TO_SYNC"], shown["SYMBOLS_INCLUDE"], shown["SYMBOLS_EXCLUDE"]) == (
         "(todos)",
         "(ninguno)",

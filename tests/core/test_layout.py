@@ -20,7 +20,7 @@ FLOORS = [
     {"k8s", "observe"},
     {"loop"},
     {"session"},
-    {"cli", "chart", "__main__"},
+    {"cli", "chart", "usage", "__main__"},
 ]
 MAX_LINES = 300
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from coin_sync.config.table import describe
 from fake_backend import FakeBackend
 from harness import REPO
 
@@ -110,7 +111,7 @@ def test_lock_file_off_and_bad_hold_values() -> None:
     from coin_sync.config.sources import ConfigError
 
     assert load_settings({}, {"LOCK_FILE": "OFF", "SHARD_COUNT": "2"}).log.lock_file == OFF
-    assert dict(load_settings({}, {"LOCK_FILE": "off"}).describe())["LOCK_FILE"] == "off"
+    assert dict(describe(load_settings({}, {"LOCK_FILE": "off"})))["LOCK_FILE"] == "off"
     assert load_settings({}, {"LOCK_FILE": "/run/x.lock"}).log.lock_file == Path("/run/x.lock")
     with pytest.raises(ConfigError, match=r"^AMBIGUOUS_HOLD_SECONDS:"):
         load_settings({}, {"AMBIGUOUS_HOLD_SECONDS": "-1"})

@@ -57,8 +57,51 @@ def test_json_stdout_keeps_text_files(fake_backend: FakeBackend, run_cli) -> Non
     entries = [json.loads(line) for line in run.stdout.splitlines()]
     assert {"time", "level", "logger", "message", "file", "line"} <= set(entries[0])
     assert any(e["message"] == "INICIO DE SINCRONIZACIÓN #7" for e in entries)
+    assert any(e["message"].startswith("FIN DE SINCRONIZACIÓN #7 - correctos: ") for e in entries)
+    # Decorations are text's: no "====" record in JSON...
+    assert not [e for e in entries if set(e["message"]) == {"="}]
     (main_file,) = [t for name, t in run.log_files().items() if "errors" not in name]
     assert all(LINE.match(line) for line in main_file.splitlines())
+    # ...while the text files keep them around INICIO and FIN, as before.
+    messages = [line.split("] - ", 1)[1] for line in main_file.splitlines()]
+    at = messages.index("INICIO DE SINCRONIZACIÓN #7")
+    assert messages[at - 1] == messages[at + 1] == "=" * 60
+    fin = next(i for i, m in enumerate(messages) if m.startswith("FIN DE SINCRONIZACIÓN #7 - "))
+    assert messages[fin - 1] == messages[fin + 1] == "=" * 60
+
+
+def test_the_banner_shows_what_differs_from_the_defaults_and_a_digest(fake_backend: FakeBackend, run_cli) -> None:  # type: ignore[no-untyped-def]
+    from coin_sync.config.settings import FIELDS
+
+    run = run_cli(BACKEND_URL=fake_backend.url, BACKEND_TOKEN="t0ps3cret", FAIL_ON_STALE="true")
+    assert run.code == 0
+    shown = [line.split("] -   ", 1)[1] for line in run.stdout.splitlines() if "] -   " in line]
+    assert f"BACKEND_URL: {fake_backend.url}" in shown and "BACKEND_TOKEN: ****" in shown
+    assert "FAIL_ON_STALE: true" in shown and "t0ps3cret" not in run.stdout
+    assert not [line for line in shown if line.startswith(("MAX_RETRIES:", "LEASE_NAME:", "SYNC_CONCURRENCY:"))]
+    assert len(shown) < len(FIELDS) // 2
+    (digest,) = run.lines("Configuración: ")
+    assert f"{len(shown)} de {len(FIELDS)} ajustes cambiados, huella " in digest and "coin-sync config" in digest
+    # Every setting under LOG_LEVEL=DEBUG.
+    debug = run_cli(BACKEND_URL=fake_backend.url, LOG_LEVEL="DEBUG")
+    for f in FIELDS:
+        assert debug.lines(f"] -   {f.env}: "), f.env
+    assert debug.lines("] -   MAX_RETRIES: 3 (por defecto)")
+
+
+def test_config_prints_every_setting_with_secrets_masked(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from coin_sync.config.settings import FIELDS
+
+    run = run_cli("config", BACKEND_TOKEN="t0ps3cret", MAX_RETRIES="5", LOG_DIR=str(tmp_path / "never"))
+    assert run.code == 0 and not run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.split("=", 1)[0] for line in lines[:-1]] == [f.env for f in FIELDS]
+    assert "MAX_RETRIES=5" in lines and "HTTP_TIMEOUT=300.0  # por defecto" in lines
+    assert "BACKEND_TOKEN=****" in lines and "t0ps3cret" not in run.stdout
+    assert "FAIL_ON_STALE=false  # por defecto" in lines  # never Python's False
+    changed = [line for line in lines[:-1] if not line.endswith("  # por defecto")]
+    assert lines[-1].startswith(f"# {len(changed)} de {len(FIELDS)} ajustes cambiados, huella ")
+    assert not (tmp_path / "never").exists()  # it logs nothing: no LOG_DIR created
 
 
 class _Clock:

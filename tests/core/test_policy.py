@@ -3,6 +3,7 @@ the shutdown grace after a signal, a signal against a deadline, and lost backend
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -39,7 +40,9 @@ def test_grace_runs_out_on_a_hung_sync_and_the_rest_is_skipped() -> None:
     statuses = {s["symbol"]: s["status"] for s in run.summary["symbols"]}
     assert run.code == 143 and run.summary["reason"] == "interrupted"
     assert statuses == {"BTCUSDT": "interrupted", **{s: "skipped" for s in backend.symbols[1:]}}
-    assert run.lines("Tiempo de gracia agotado con 1 sincronizaciones en curso")
+    # The ERROR names what was still in flight; what was never sent says why.
+    assert run.lines("Tiempo de gracia agotado con 1 sincronizaciones en curso: BTCUSDT")
+    assert {s["skip_reason"] for s in run.summary["symbols"] if s["status"] == "skipped"} == {"interrupted"}
     assert run.report.duration >= 20  # the whole grace, in virtual seconds
 
 
@@ -78,5 +81,9 @@ def test_a_symbol_that_exhausts_its_retries_on_a_healthy_backend_does_not_stop_t
     assert (totals["ok"], totals["failed"], totals["skipped"]) == (3, 1, 0)
     assert len([c for c in backend.calls if c.path == "/health"]) == 2  # the start, and one probe after
     assert backend.sync_calls("ETHUSDT")[-1].status == 500 and len(backend.sync_calls("ETHUSDT")) == 5 + 3
-    first, second = run.clock.sleeps[-2:]  # after the overload re-queues: 10 s, then 20 s, jittered 75-125 %
+    # After the overload re-queues: 10 s, then 20 s, jittered 75-125 %, and waited for on
+    # the virtual clock (its sleeps are cut by the progress line's wake-ups: not one each).
+    waits = [float(m) for line in run.lines("↻ ETHUSDT") for m in re.findall(r"reintento en ([\d.]+) s", line)]
+    first, second = waits[-2:]
     assert 7.5 <= first <= 12.5 and 15 <= second <= 25
+    assert run.report.duration >= first + second - 0.1  # rounded to 0.1 s in the line

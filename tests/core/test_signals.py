@@ -65,6 +65,7 @@ def test_signal_stops_dispatch_and_lets_in_flight_finish(
     # the two in flight finished; nothing new was dispatched after the signal
     assert data["totals"]["ok"] == len(calls) == 2
     assert data["totals"]["skipped"] == 18
+    assert {s["skip_reason"] for s in data["symbols"] if s["status"] == "skipped"} == {"interrupted"}
     assert f"FIN DE SINCRONIZACIÓN #1 (INTERRUMPIDA por {name})" in out
 
 

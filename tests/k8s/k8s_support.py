@@ -18,7 +18,8 @@ import pytest
 from kube_api import CONFIGMAPS, EVENTS, LEASES, NAMESPACE, ApiServer
 
 from coin_sync.clock import RealClock
-from coin_sync.config.settings import Settings, setting_names, settings_from
+from coin_sync.config.settings import Settings
+from coin_sync.config.table import setting_names, settings_from
 from coin_sync.locks.guard import PassGuard
 from coin_sync.outcome import EndReason, PassReport, SymbolResult, SymbolStatus
 from coin_sync.stop import Stop

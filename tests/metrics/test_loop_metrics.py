@@ -86,11 +86,9 @@ def test_after_two_passes_metrics_has_both_and_the_latest_pass(fake_backend: Fak
     assert last_run >= int(before)  # a real finish time (whole seconds), not a placeholder
     per_symbol = samples(text, "coin_sync_symbol_last_record_timestamp_seconds")
     assert sorted(s.labels["symbol"] for s in per_symbol) == ["BNBUSDT", "BTCUSDT", "ETHUSDT"]
-    # Each pass wrote its summary where the loop told it: a temporary folder of the
-    # loop's, gone once the loop is.
-    written = {m.group(1) for m in re.finditer(r"Resumen escrito en ([^\s\"]+)", proc.output)}
-    assert len(written) == 1, proc.output
-    assert not Path(written.pop()).parent.exists()
+    # Each pass wrote its summary where the loop told it, a temporary folder of the
+    # loop's, gone once the loop is: no pass names it at INFO.
+    assert "Resumen escrito en" not in proc.output
 
 
 def test_failed_and_killed_passes_are_counted_by_exit_code(fake_backend: FakeBackend, tmp_path: Path) -> None:

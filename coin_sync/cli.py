@@ -36,7 +36,8 @@ COMMANDS = {
 EXIT_CODES_HELP = """códigos de salida:
   0    todos los símbolos sincronizados (o nada que sincronizar, u otra pasada en curso: lock_held)
   1    uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS o PASS_BUDGET_SECONDS
-       (con FAIL_ON_STALE=true, también si alguno quedó desactualizado)
+       (con FAIL_ON_STALE=true, también si alguno quedó desactualizado;
+       con FAIL_ON_GAPS=true, si alguno tiene huecos: minutos sin datos)
   2    configuración o uso incorrectos
        (en 'loop', también si no puede servir /metrics en METRICS_PORT: puerto ocupado)
   3    backend no disponible (nunca sano, lista de símbolos inutilizable o caído a mitad de pasada)

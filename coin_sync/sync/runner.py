@@ -12,7 +12,7 @@ from coin_sync.backend.health import wait_until_healthy
 from coin_sync.backend.wire import ListedSymbol
 from coin_sync.clock import Clock
 from coin_sync.config.settings import Settings
-from coin_sync.outcome import EndReason, PassReport, SymbolResult
+from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, EndReason, PassReport, SymbolResult
 from coin_sync.stop import Interrupted
 from coin_sync.sync.completeness import assess_completeness
 from coin_sync.sync.context import PassContext
@@ -151,7 +151,9 @@ def judge_completeness(
     now, judged = ctx.clock.wall(), []
     for result in results:
         row = listed.get(result.symbol)
-        if row is None:  # not listed (new, or SYMBOLS_TO_SYNC): nothing counted yet
+        # Not listed (new, or SYMBOLS_TO_SYNC): nothing counted. Held: its earlier sync may
+        # still be inserting while the backend counts, which would show a hole that is not.
+        if row is None or result.skip_reason == SKIP_AMBIGUOUS_HOLD:
             judged.append(result)
             continue
         gaps = assess_completeness(row.first_record, row.last_record, row.total_records, now)

@@ -50,10 +50,13 @@ def _moment(name: str, raw: object, now: datetime) -> datetime | str:
 
 
 def _count(raw: object) -> int | str:
-    # bool is an int to Python, never a count to the backend; 7.0 from a JSON encoder is fine.
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw) or raw < 0:
-        return f"total_records no es un entero ≥ 0: {str(raw)[:40]!r}"
-    return int(raw)
+    # bool is an int to Python, never a count to the backend; 7.0 from a JSON encoder is
+    # fine, NaN and Infinity (which Python's JSON reads) are not.
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 0:
+        return raw
+    return f"total_records no es un entero ≥ 0: {str(raw)[:40]!r}"
 
 
 def assess_completeness(

@@ -147,7 +147,8 @@ def judge_completeness(
 ) -> list[SymbolResult]:
     """Each result with its missing minutes as /api/symbols counted them at the start of
     the pass (a hole is never refilled, so the count holds); one WARNING per holed symbol
-    and per count the backend got wrong. A bad last_record was named by judge_freshness."""
+    and per count the backend got wrong (a bad listed last_record only when judge_freshness,
+    which then had no other, has not named it already)."""
     now, judged = ctx.clock.wall(), []
     for result in results:
         row = listed.get(result.symbol)
@@ -157,7 +158,7 @@ def judge_completeness(
             judged.append(result)
             continue
         gaps = assess_completeness(row.first_record, row.last_record, row.total_records, now)
-        if gaps.problem is not None and gaps.culprit != "last_record":
+        if gaps.problem is not None and (gaps.culprit != "last_record" or result.last_record is not None):
             ctx.log.warning("⚠ %s: huecos desconocidos (%s)", result.symbol, gaps.problem)
         elif gaps.missing_minutes:
             ctx.log.warning(

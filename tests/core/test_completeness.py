@@ -12,7 +12,7 @@ import pytest
 
 from coin_sync.backend.wire import MISSING, parse_symbols_payload
 from coin_sync.sync.completeness import Completeness, assess_completeness
-from fake_backend import FakeBackend
+from fake_backend import FakeBackend, wrong_json
 from virtual_clock import VirtualClock
 
 NOW = datetime(2026, 1, 1, 0, 16, 40, tzinfo=UTC)
@@ -146,6 +146,22 @@ def test_a_bad_last_record_is_named_once(run_pass) -> None:  # type: ignore[no-u
     assert len(run.lines("⚠ ETHUSDT")) == 1 and run.lines("frescura desconocida")  # freshness named it
     eth = next(row for row in run.summary["symbols"] if row["symbol"] == "ETHUSDT")
     assert eth["missing_minutes"] is None
+
+
+def test_a_bad_listed_last_record_is_named_when_the_sync_answer_had_a_good_one(run_pass) -> None:  # type: ignore[no-untyped-def]
+    clock = VirtualClock(wall_start=WALL)
+    backend = FakeBackend(symbols=["BTCUSDT", "ETHUSDT"], clock=clock.wall).start()
+    good = backend.stats("ETHUSDT")
+    backend.bad_timestamp("ETHUSDT", "garbage")  # in the listing (and in its own answers)
+    answer = {"success": True, "symbol": "ETHUSDT", "new_records": 0, "statistics": good}
+    backend.script("ETHUSDT", wrong_json(answer))  # this answer carries the good one
+    try:
+        run = run_pass(clock=clock, BACKEND_URL=backend.url)
+    finally:
+        backend.stop()
+    assert run.code == 0 and not run.lines("frescura desconocida")
+    (warning,) = run.lines("⚠ ETHUSDT")
+    assert warning.startswith("- WARNING - ⚠ ETHUSDT: huecos desconocidos (last_record no es una fecha ISO 8601")
 
 
 def test_the_bare_list_shape_knows_no_holes(run_pass) -> None:  # type: ignore[no-untyped-def]

@@ -78,6 +78,7 @@ class EndReason(Enum):
     NOTHING_TO_SYNC = ("nothing_to_sync", ExitCode.OK, EVENT_SUCCEEDED)
     SYMBOLS_FAILED = ("symbols_failed", ExitCode.SYMBOLS_FAILED, None)
     STALE = ("stale", ExitCode.SYMBOLS_FAILED, None)  # FAIL_ON_STALE: all synced, some left stale
+    GAPS = ("gaps", ExitCode.SYMBOLS_FAILED, None)  # FAIL_ON_GAPS: all synced, some with holes
     DEADLINE = ("deadline", ExitCode.SYMBOLS_FAILED, None)
     BACKEND_UNAVAILABLE = ("backend_unavailable", ExitCode.BACKEND_UNAVAILABLE, EVENT_BACKEND)
     SYMBOLS_UNUSABLE = ("symbols_unusable", ExitCode.BACKEND_UNAVAILABLE, EVENT_BACKEND)
@@ -130,6 +131,7 @@ class SymbolResult:
     lag_seconds: float | None = None
     stale: bool = False
     requeued: int = 0  # calls the backend rejected for overload, re-queued without counting
+    missing_minutes: int | None = None  # holes in its stored candles (never refilled); None: unknown
 
 
 @dataclass
@@ -193,6 +195,11 @@ class PassReport:
         lags = [r.lag_seconds for r in self.results if r.lag_seconds is not None]
         return max(lags) if lags else None
 
+    @property
+    def gaps(self) -> list[SymbolResult]:
+        """Symbols with holes in their stored candles."""
+        return [r for r in self.results if r.missing_minutes]
+
     def totals(self) -> dict[str, Any]:
         return {
             "symbols": len(self.results),
@@ -204,6 +211,8 @@ class PassReport:
             "stale": len(self.stale),
             "freshness_unknown": sum(1 for r in self.results if r.lag_seconds is None),
             "max_lag_seconds": self.max_lag_seconds,
+            "symbols_with_gaps": len(self.gaps),
+            "missing_minutes": sum(r.missing_minutes or 0 for r in self.results),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,6 +239,8 @@ class PassReport:
             f"duration={t['duration']}s stale={t['stale']} max_lag={_seconds(t['max_lag_seconds'])}"
         )
         text += "".join(f" {name}={n}" for name, n in self.flag_counts.items() if n)
+        if t["symbols_with_gaps"]:
+            text += f" symbols_with_gaps={t['symbols_with_gaps']} missing_minutes={t['missing_minutes']}"
         failed = self.failures[:max_failed]
         if failed:
             text += " first_failed=" + ", ".join(f"{r.symbol}: {r.error or r.status}" for r in failed)

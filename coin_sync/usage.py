@@ -75,7 +75,8 @@ EXIT_CODES = {
         (
             "1",
             "uno o más símbolos fallaron u omitidos por PASS_DEADLINE_SECONDS o PASS_BUDGET_SECONDS\n"
-            "(con FAIL_ON_STALE=true, también si alguno quedó desactualizado)",
+            "(con FAIL_ON_STALE=true, también si alguno quedó desactualizado;\n"
+            "con FAIL_ON_GAPS=true, si alguno tiene huecos: minutos sin datos)",
         ),
         (
             "2",

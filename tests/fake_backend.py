@@ -12,8 +12,11 @@ A live clock (`clock`, default the real UTC time; tests pass a virtual clock's w
 every `last_record`: the newest complete minute minus the symbol's lag (`lags`). A frozen
 symbol (`frozen`, freeze()) still syncs with success but 0 new records, its `last_record`
 stuck where it was when frozen; bad_timestamp() makes a symbol's `last_record` wrong.
+Every `total_records` is one candle a minute from `first_record` to `last_record`, less
+the symbol's holes (`holes`, punch_hole(): minutes the real backend skipped and never
+refills; a negative count lists more records than minutes, which it never should).
 
-Standalone:  python tests/fake_backend.py --port 8888 --symbols 50 --frozen ETHUSDT
+Standalone:  python tests/fake_backend.py --port 8888 --symbols 50 --frozen ETHUSDT --hole BTCUSDT=7
 Wrapping:    python tests/fake_backend.py --symbols 50 -- .venv/bin/coin-sync
 """
 
@@ -384,6 +387,7 @@ class FakeBackend:
         lags: dict[str, float] | None = None,
         behind: dict[str, float] | None = None,
         load: Load | None = None,
+        holes: dict[str, int] | None = None,
     ) -> None:
         self.symbols: list[str] = generate_symbols(symbols) if isinstance(symbols, int) else list(symbols)
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -408,8 +412,8 @@ class FakeBackend:
         self._healthy, self._unhealthy_until = True, 0.0
         self._die_after: int | None = None
         self._answered = self._in_flight = 0
-        self._syncs: dict[str, int] = {}  # the simulated database: syncs and totals per symbol
-        self._totals: dict[str, int] = {}
+        self._syncs: dict[str, int] = {}  # the simulated database: syncs and holes per symbol
+        self._holes: dict[str, int] = dict(holes or {})
         self._in_flight_by_symbol: dict[str, int] = {}
         self._backfills: dict[str, float] = {}  # new symbols: unlisted until a first sync finished
         self._gate = threading.Event()  # pause_syncs(): syncs wait here (at most GATE_LIMIT s)
@@ -533,6 +537,11 @@ class FakeBackend:
             else:
                 self._bad[symbol] = kind
 
+    def punch_hole(self, symbol: str, minutes: int) -> None:
+        """From now on `symbol` lacks `minutes` candles between its first and last (0 = none)."""
+        with self._lock:
+            self._holes[symbol] = minutes
+
     def sync_calls(self, symbol: str | None = None) -> list[Call]:
         with self._lock:
             return [
@@ -564,15 +573,15 @@ class FakeBackend:
 
     def _stats(self, symbol: str) -> dict[str, Any]:  # caller holds _lock
         crc = _crc(symbol)
-        total = self._totals.get(symbol, 200_000 + crc % 50_000)
+        last = self._frozen.get(symbol) or self._live_last_record(symbol)
+        minutes = int((last - FIRST_RECORD).total_seconds() // 60) + 1
         stats: dict[str, Any] = {
             "symbol": symbol,
-            "total_records": total,
+            "total_records": minutes - self._holes.get(symbol, 0),
             "first_record": FIRST_RECORD.isoformat(),
-            "last_record": self._frozen.get(symbol) or self._live_last_record(symbol),
+            "last_record": last.isoformat(),
             "last_price": round(0.05 + (crc % 9_000_000) / 97.0, 4),
         }
-        stats["last_record"] = stats["last_record"].isoformat()
         bad = self._bad.get(symbol)
         if bad == "missing":
             del stats["last_record"]
@@ -619,7 +628,6 @@ class FakeBackend:
                 new = 0 if symbol in self._frozen else answer.new_records
                 if new is None:  # first sync: a stable backlog; later: the minute or two since
                     new = 1 + crc % 500 if done == 0 else (crc + done) % 2
-                self._totals[symbol] = self._stats(symbol)["total_records"] + new
                 if symbol not in self._frozen:
                     self._behind.pop(symbol, None)  # the backlog is stored now
                 stats = self._stats(symbol)
@@ -702,6 +710,13 @@ def main(argv: list[str] | None = None) -> int:
         "--lag", action="append", default=[], metavar="SÍMBOLO=SEGUNDOS", help="retraso del last_record de un símbolo"
     )
     parser.add_argument(
+        "--hole",
+        action="append",
+        default=[],
+        metavar="SÍMBOLO=MINUTOS",
+        help="minutos sin datos (huecos) entre el primer y el último registro de un símbolo",
+    )
+    parser.add_argument(
         "--bad-timestamp",
         action="append",
         default=[],
@@ -712,8 +727,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         lags = {k: float(v) for k, v in (item.split("=", 1) for item in opts.lag)}
         bad = dict(item.split("=", 1) for item in opts.bad_timestamp)
+        holes = {k: int(v) for k, v in (item.split("=", 1) for item in opts.hole)}
     except ValueError:
-        parser.error("--lag espera SÍMBOLO=SEGUNDOS y --bad-timestamp SÍMBOLO=TIPO")
+        parser.error("--lag espera SÍMBOLO=SEGUNDOS, --hole SÍMBOLO=MINUTOS y --bad-timestamp SÍMBOLO=TIPO")
     if any(kind not in BAD_TIMESTAMPS for kind in bad.values()):
         parser.error("--bad-timestamp: TIPO es uno de " + ", ".join(BAD_TIMESTAMPS))
     frozen = {name.strip() for item in opts.frozen for name in item.split(",") if name.strip()}
@@ -730,6 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         symbols_shape=opts.list_shape,
         frozen=frozen,
         lags=lags,
+        holes=holes,
     )
     for symbol, kind in bad.items():
         backend.bad_timestamp(symbol, kind)

@@ -330,6 +330,22 @@ def test_bad_timestamps_on_request() -> None:
             fake_backend.bad_timestamp("BTCUSDT", "tomorrow")
 
 
+def test_total_records_is_one_a_minute_less_the_holes() -> None:
+    now = [datetime(2025, 6, 1, 1, 0, 30, tzinfo=UTC)]  # last_record 00:59, first 00:00: 60 minutes
+    with FakeBackend(["BTCUSDT", "ETHUSDT"], clock=lambda: now[0], holes={"ETHUSDT": 7}) as backend:
+
+        def totals() -> dict[str, int]:
+            rows = requests.get(f"{backend.url}/api/symbols", timeout=5).json()["symbols"]
+            return {r["symbol"]: r["total_records"] for r in rows}
+
+        assert totals() == {"BTCUSDT": 60, "ETHUSDT": 53}
+        now[0] += timedelta(minutes=2)
+        assert sync(backend, "ETHUSDT").json()["statistics"]["total_records"] == 55  # the hole stays
+        backend.punch_hole("BTCUSDT", 1)
+        backend.punch_hole("ETHUSDT", 0)
+        assert totals() == {"BTCUSDT": 61, "ETHUSDT": 62}
+
+
 def test_cli_frozen_lag_and_bad_timestamp_flags(free_port: int) -> None:
     proc = subprocess.Popen(
         [
@@ -345,6 +361,8 @@ def test_cli_frozen_lag_and_bad_timestamp_flags(free_port: int) -> None:
             "ETHUSDT=900",
             "--bad-timestamp",
             "BNBUSDT=garbage",
+            "--hole",
+            "BTCUSDT=7",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -357,6 +375,9 @@ def test_cli_frozen_lag_and_bad_timestamp_flags(free_port: int) -> None:
         behind = datetime.now(UTC) - datetime.fromisoformat(rows["ETHUSDT"])
         assert timedelta(seconds=900) < behind < timedelta(seconds=3600)
         assert rows["BNBUSDT"] == BAD_TIMESTAMPS["garbage"](datetime.now(UTC))
+        btc = requests.get(f"{url}/api/stats/BTCUSDT", timeout=5).json()["statistics"]
+        span = datetime.fromisoformat(btc["last_record"]) - datetime.fromisoformat(btc["first_record"])
+        assert btc["total_records"] == span // timedelta(minutes=1) + 1 - 7
         answer = requests.post(f"{url}/api/sync", json={"symbol": "ETHUSDT"}, timeout=5).json()
         assert answer["new_records"] == 0 and answer["statistics"]["last_record"] == rows["ETHUSDT"]
     finally:

@@ -19,11 +19,14 @@ MISSING: Final = _Missing()
 
 @dataclass(frozen=True)
 class ListedSymbol:
-    """One row of GET /api/symbols. last_record: the raw value; None when the row is a
-    bare name (no timestamp to expect), MISSING when an object row lacks it."""
+    """One row of GET /api/symbols. last_record, first_record, total_records: the raw
+    values; None when the row is a bare name (nothing to expect), MISSING when an object
+    row lacks one."""
 
     name: str
     last_record: object = None
+    first_record: object = None
+    total_records: object = None
 
 
 def parse_symbols_payload(payload: Any) -> list[ListedSymbol]:
@@ -44,7 +47,14 @@ def parse_symbols_payload(payload: Any) -> list[ListedSymbol]:
         if isinstance(item, str):
             rows.append(ListedSymbol(item))
         elif isinstance(item, dict) and isinstance(item.get("symbol"), str):
-            rows.append(ListedSymbol(item["symbol"], reported(item, "last_record")))
+            rows.append(
+                ListedSymbol(
+                    item["symbol"],
+                    reported(item, "last_record"),
+                    reported(item, "first_record"),
+                    reported(item, "total_records"),
+                )
+            )
         else:
             raise ValueError(f"elemento inesperado en la lista de símbolos: {str(item)[:60]!r}")
     return rows

@@ -127,6 +127,12 @@ class SyncSettings:
     fail_on_stale: bool = setting(
         "FAIL_ON_STALE", p.boolean, "true: una pasada que deja algún símbolo desactualizado sale con 1", False
     )
+    fail_on_gaps: bool = setting(
+        "FAIL_ON_GAPS",
+        p.boolean,
+        "true: una pasada en la que algún símbolo tiene huecos (minutos sin datos) sale con 1",
+        False,
+    )
 
     @property
     def max_in_flight(self) -> int:

@@ -20,6 +20,9 @@ After those, how current the shard's data is (``stale``, ``freshness_unknown``,
 ``rejected`` (of failed: the exchange does not know the symbol), ``pending_backfill``
 (declared, still absent from /api/symbols; ``pending_backfill_symbols``: its first 20)
 and ``held`` (of skipped: an earlier ambiguous sync may still run in the backend).
+Last, the holes in the stored candles, which the backend never refills
+(``symbols_with_gaps``, ``missing_minutes``; ``gap_symbols``: the first 20, each with
+its ``missing_minutes``).
 
 The same ConfigMap keeps each shard's ambiguous syncs under ``ambiguous-<index>``
 (coin_sync/k8s/state.py). Shards write their own key with a merge patch, so they never overwrite each other.
@@ -120,6 +123,12 @@ def status_record(report: PassReport, ident: Identity, now: datetime) -> dict[st
         "pending_backfill": totals["pending_backfill"],
         "pending_backfill_symbols": report.pending_backfill_symbols[:STATUS_FAILED_LIMIT],
         "held": totals["held"],
+        # Completeness (issue 19): holes the backend will never refill.
+        "symbols_with_gaps": totals["symbols_with_gaps"],
+        "missing_minutes": totals["missing_minutes"],
+        "gap_symbols": [
+            {"symbol": r.symbol, "missing_minutes": r.missing_minutes} for r in report.gaps[:STATUS_FAILED_LIMIT]
+        ],
     }
 
 

@@ -35,6 +35,7 @@ Summary = Mapping[str, Any]
 PUSH_TIMEOUT_SECONDS = 5.0
 LAST_SUCCESS = "coin_sync_last_success_timestamp_seconds"
 SYMBOL_LAST_RECORD = "coin_sync_symbol_last_record_timestamp_seconds"
+SYMBOL_MISSING_CANDLES = "coin_sync_symbol_missing_candles"
 # The loop's pass durations: a current pass takes well under a second, a backfill minutes.
 DURATION_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
@@ -83,6 +84,16 @@ def pass_families(summary: Summary, last_success: float | None) -> list[Metric]:
             "Mayor retraso tras la última pasada (NaN: desconocido)",
             t["max_lag_seconds"],
         ),
+        _gauge(
+            "coin_sync_last_pass_missing_candles",
+            "Minutos sin datos (huecos que el backend no rellena) de los símbolos de la última pasada",
+            t.get("missing_minutes"),
+        ),
+        _gauge(
+            "coin_sync_last_pass_symbols_with_gaps",
+            "Símbolos con huecos tras la última pasada",
+            t.get("symbols_with_gaps"),
+        ),
     ]
     by_status = GaugeMetricFamily(
         "coin_sync_last_pass_symbols", "Símbolos de la última pasada por estado", labels=["status"]
@@ -101,6 +112,13 @@ def pass_families(summary: Summary, last_success: float | None) -> list[Metric]:
             if when is not None:
                 per_symbol.add_metric([row["symbol"]], when)
         families.append(per_symbol)
+        # Only the symbols whose count is known: an unknown one has no series, not a 0.
+        doc = "Minutos sin datos (huecos) entre la primera y la última vela de cada símbolo"
+        missing = GaugeMetricFamily(SYMBOL_MISSING_CANDLES, doc, labels=["symbol"])
+        for row in summary["symbols"]:
+            if row.get("missing_minutes") is not None:
+                missing.add_metric([row["symbol"]], row["missing_minutes"])
+        families.append(missing)
     return families
 
 

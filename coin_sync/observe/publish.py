@@ -73,7 +73,8 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
         report.exit_code.log_level,
         "FIN DE SINCRONIZACIÓN #%d%s - correctos: %d, fallidos: %d, omitidos: %d, interrumpidos: %d, "
         "nuevos registros: %d, duración: %.2f s, código de salida: %d (%s), %s, "
-        "concurrencia: en vuelo máx %d, límite final %d%s",
+        "concurrencia: en vuelo máx %d, límite final %d%s, "
+        "%s",
         report.pass_number,
         mark,
         t["ok"],
@@ -88,6 +89,7 @@ def log_end(report: PassReport, log: logging.Logger) -> None:
         report.concurrency_max,
         report.concurrency_final,
         flags,
+        gaps_text(t),
     )
     log.info("=" * 60)
 
@@ -101,6 +103,16 @@ def freshness_text(totals: Mapping[str, Any]) -> str:
     if unknown and max_lag is not None:
         text += f" (frescura desconocida de {unknown} símbolo{'s' if unknown != 1 else ''})"
     return text
+
+
+def gaps_text(totals: Mapping[str, Any]) -> str:
+    """The FIN line's last field: `con huecos: N símbolos (M minutos)`."""
+    symbols, minutes = totals["symbols_with_gaps"], totals["missing_minutes"]
+    return f"con huecos: {symbols} símbolo{_s(symbols)} ({minutes} minuto{_s(minutes)})"
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
 
 
 def write_summary_file(report: PassReport, path: Path) -> None:

@@ -13,7 +13,7 @@ from coin_sync.backend.retry import RetriesExhausted, call_with_retries
 from coin_sync.backend.wire import ListedSymbol
 from coin_sync.sync.context import PassContext
 from coin_sync.sync.holds import Listing
-from coin_sync.sync.symbols import compose, listed_last_records, normalise_symbols, select_shard
+from coin_sync.sync.symbols import compose, listed_last_records, listed_rows, normalise_symbols, select_shard
 
 
 @dataclass
@@ -23,6 +23,8 @@ class SymbolPlan:
     unlisted_includes: set[str] = field(default_factory=set)  # declared, absent from the listing
     # What /api/symbols said of each symbol's last_record (raw, for coin_sync.sync.freshness).
     listed_last_records: dict[str, object] = field(default_factory=dict)
+    # Each listed row by normalised name (first_record, total_records: coin_sync.sync.completeness).
+    listed: dict[str, ListedSymbol] = field(default_factory=dict)
 
 
 def resolve_symbols(ctx: PassContext) -> list[str] | None:
@@ -78,7 +80,7 @@ def resolve_plan(ctx: PassContext) -> SymbolPlan | None:
     mine = select_shard(symbols, s.shard_index, s.shard_count)
     if s.shard_count > 1:
         log.info("Fragmento %d de %d: %d de %d símbolos", s.shard_index, s.shard_count, len(mine), len(symbols))
-    return SymbolPlan(mine, listing, unlisted & set(mine), listed_last_records(rows))
+    return SymbolPlan(mine, listing, unlisted & set(mine), listed_last_records(rows), listed_rows(rows))
 
 
 def _normalised(log: logging.Logger, raw: Iterable[str]) -> list[str]:

@@ -9,10 +9,12 @@ from dataclasses import replace
 from datetime import datetime
 
 from coin_sync.backend.health import wait_until_healthy
+from coin_sync.backend.wire import ListedSymbol
 from coin_sync.clock import Clock
 from coin_sync.config.settings import Settings
-from coin_sync.outcome import EndReason, PassReport, SymbolResult
+from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, EndReason, PassReport, SymbolResult
 from coin_sync.stop import Interrupted
+from coin_sync.sync.completeness import assess_completeness
 from coin_sync.sync.context import PassContext
 from coin_sync.sync.freshness import assess, parse_timestamp
 from coin_sync.sync.limiter import INITIAL_LIMIT, make_limiter
@@ -59,6 +61,7 @@ def run_pass(ctx: PassContext) -> PassReport:
                 results = judge_freshness(
                     ctx, results + memory.held_results(), syncer.last_records, plan.listed_last_records
                 )
+                results = judge_completeness(ctx, results, plan.listed)
             finally:
                 # Even if something above raised: this pass's ambiguous syncs must be
                 # remembered, or the next pass could re-send a backfill still running.
@@ -66,6 +69,8 @@ def run_pass(ctx: PassContext) -> PassReport:
                 memory.finish(results)
             if reason is EndReason.OK and s.sync.fail_on_stale and report.stale:
                 reason = EndReason.STALE
+            elif reason is EndReason.OK and s.sync.fail_on_gaps and report.gaps:
+                reason = EndReason.GAPS
     except Interrupted:
         reason = EndReason.INTERRUPTED
     report.reason = reason
@@ -146,6 +151,37 @@ def judge_freshness(
                 stale_after,
             )
         judged.append(replace(result, last_record=fresh.iso, lag_seconds=fresh.lag_seconds, stale=fresh.stale))
+    return judged
+
+
+def judge_completeness(
+    ctx: PassContext, results: list[SymbolResult], listed: dict[str, ListedSymbol]
+) -> list[SymbolResult]:
+    """Each result with its missing minutes as /api/symbols counted them at the start of
+    the pass (a hole is never refilled, so the count holds); one WARNING per holed symbol
+    and per count the backend got wrong (a bad listed last_record only when judge_freshness,
+    which then had no other, has not named it already)."""
+    now, judged = ctx.clock.wall(), []
+    for result in results:
+        row = listed.get(result.symbol)
+        # Not listed (new, or SYMBOLS_TO_SYNC): nothing counted. Held: its earlier sync may
+        # still be inserting while the backend counts, which would show a hole that is not.
+        if row is None or result.skip_reason == SKIP_AMBIGUOUS_HOLD:
+            judged.append(result)
+            continue
+        gaps = assess_completeness(row.first_record, row.last_record, row.total_records, now)
+        if gaps.problem is not None and (gaps.culprit != "last_record" or result.last_record is not None):
+            ctx.log.warning("⚠ %s: huecos desconocidos (%s)", result.symbol, gaps.problem)
+        elif gaps.missing_minutes:
+            ctx.log.warning(
+                "⚠ %s tiene %d minuto%s sin datos entre %s y %s (el backend no rellena huecos)",
+                result.symbol,
+                gaps.missing_minutes,
+                "" if gaps.missing_minutes == 1 else "s",
+                gaps.first_record,
+                gaps.last_record,
+            )
+        judged.append(replace(result, missing_minutes=gaps.missing_minutes))
     return judged
 
 

@@ -23,12 +23,17 @@ class Rejected:
         return repr(self.raw)
 
 
+def listed_rows(rows: Iterable[ListedSymbol]) -> dict[str, ListedSymbol]:
+    """Each row by normalised name (the first row of a name wins)."""
+    found: dict[str, ListedSymbol] = {}
+    for row in rows:
+        found.setdefault(normal_symbol(row.name), row)
+    return found
+
+
 def listed_last_records(rows: Iterable[ListedSymbol]) -> dict[str, object]:
     """Raw last_record by normalised name (the first row of a name wins)."""
-    found: dict[str, object] = {}
-    for row in rows:
-        found.setdefault(normal_symbol(row.name), row.last_record)
-    return found
+    return {name: row.last_record for name, row in listed_rows(rows).items()}
 
 
 def normalise_symbols(raw: Iterable[str]) -> tuple[list[str], list[Rejected]]:

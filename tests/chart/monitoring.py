@@ -34,6 +34,7 @@ ALERTS = (
     "CoinSyncFreshnessBudget",
     "CoinSyncMetricsMissing",
     "CoinSyncPassTooSlow",
+    "CoinSyncSymbolGaps",
 )
 
 

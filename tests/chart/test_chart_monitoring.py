@@ -264,6 +264,7 @@ def test_default_rules(helm: Helm) -> None:
         "CoinSyncFreshnessBudget": ("10m", "warning"),
         "CoinSyncMetricsMissing": ("1m", "warning"),
         "CoinSyncPassTooSlow": ("10m", "warning"),
+        "CoinSyncSymbolGaps": ("10m", "warning"),
     }
     for name, (duration, severity) in expected.items():
         rule = alert_rule(docs, name)
@@ -276,6 +277,7 @@ def test_default_rules(helm: Helm) -> None:
     assert alert_rule(docs, "CoinSyncSymbolStale")["expr"].endswith("> 240")
     assert alert_rule(docs, "CoinSyncFreshnessBudget")["expr"].endswith("< 0.99")
     assert alert_rule(docs, "CoinSyncPassTooSlow")["expr"].endswith("> 48")
+    assert alert_rule(docs, "CoinSyncSymbolGaps")["expr"] == f"coin_sync_symbol_missing_candles{{{SELECTOR}}} > 0"
 
 
 def test_alerts_are_in_spanish(helm: Helm) -> None:
@@ -461,6 +463,9 @@ def test_dashboard_freshness_first_then_passes(helm: Helm) -> None:
         "Símbolos por estado",
         "Nuevos registros",
         "Reintentos",
+        "Huecos en los datos",
+        "Símbolos con huecos ahora",
+        "Minutos sin datos",
     ]
     queries = dashboard_queries(board)
     assert queries["Símbolos al día (proporción)/A"] == f"coin_sync:symbols_fresh:ratio{{{SELECTOR}}}"

@@ -29,6 +29,7 @@ from .test_chart_e2e import run_container
 
 FROZEN = "ETHUSDT"
 CURRENT = ("BTCUSDT", "BNBUSDT")
+HOLED = CURRENT[1]  # current, but 7 minutes are missing between its first and last candle
 #: Alerts fire as soon as their condition holds: the defaults wait minutes.
 NO_WAITING = tuple(f"metrics.prometheusRule.rules.{name}.for=0s" for name in ALERTS)
 
@@ -124,6 +125,7 @@ def pass_metrics(now: float) -> str:
             "coin_sync_symbol_last_record_timestamp_seconds": {
                 f'symbol="{sym}"': ts for sym, ts in last_records.items()
             },
+            "coin_sync_symbol_missing_candles": {f'symbol="{sym}"': 0 for sym in last_records},
         },
     )
 
@@ -151,7 +153,9 @@ def test_stale_alert_and_dashboard_with_real_passes(stack: Stack, helm: Helm, tm
     old, and the others' with a last_record under 60 s old (also in /api/symbols).
     """
     # Frozen three hours behind: stale from the first pass on.
-    backend = FakeBackend(symbols=[CURRENT[0], FROZEN, CURRENT[1]], frozen={FROZEN}, lags={FROZEN: 3 * 3600}).start()
+    backend = FakeBackend(
+        symbols=[CURRENT[0], FROZEN, CURRENT[1]], frozen={FROZEN}, lags={FROZEN: 3 * 3600}, holes={HOLED: 7}
+    ).start()
     try:
         docs = helm.render(
             set_values=[
@@ -178,3 +182,15 @@ def test_stale_alert_and_dashboard_with_real_passes(stack: Stack, helm: Helm, tm
     assert len(frozen_series) == 1, pushed
     assert f'cronjob="{PUSHED_LABELS["cronjob"]}"' in frozen_series[0]
     check_stale_alert_and_dashboard(stack)
+    # The holed symbol, and only it, has CoinSyncSymbolGaps firing; the dashboard lists it.
+    gaps = poll(
+        f"CoinSyncSymbolGaps firing para {HOLED}",
+        lambda: [a for a in stack.prometheus.alerts("CoinSyncSymbolGaps") if a["state"] == "firing"] or None,
+    )
+    assert [a["labels"]["symbol"] for a in stack.prometheus.alerts("CoinSyncSymbolGaps")] == [HOLED]
+    assert gaps[0]["annotations"]["summary"] == f"El símbolo {HOLED} tiene 7 minutos sin datos"
+    queries = dashboard_queries(dashboard(stack.docs))
+    (row,) = stack.prometheus.query(queries["Símbolos con huecos ahora/A"])
+    assert (row["metric"]["symbol"], row["value"][1]) == (HOLED, "7")
+    (total,) = stack.prometheus.query(queries["Minutos sin datos/A"])
+    assert total["value"][1] == "7"

@@ -86,6 +86,10 @@ HEALTHY = [
 STUCK_SUCCESS = pushed("coin_sync_last_success_timestamp_seconds", "0x30")  # last success at 0
 
 
+def holes(name: str, values: str) -> dict[str, str]:
+    return pushed("coin_sync_symbol_missing_candles", values, symbol=name)
+
+
 def symbol(name: str, values: str) -> dict[str, str]:
     return pushed("coin_sync_symbol_last_record_timestamp_seconds", values, symbol=name)
 
@@ -221,6 +225,24 @@ CASES: dict[str, Case] = {
         [pushed("push_time_seconds", "0x30"), *cronjob(suspended=True)],
         "15m",
     ),
+    # CoinSyncSymbolGaps (more than 0 missing minutes, for 10m)
+    "gaps/fires-for-the-holed-symbol-only": Case(
+        "CoinSyncSymbolGaps",
+        [holes("BTCUSDT", "0x30"), holes("ETHUSDT", "7x30")],
+        "15m",
+        [{**PASS_ALERT, "symbol": "ETHUSDT", "severity": "warning"}],
+    ),
+    "gaps/silent-for-a-miscount-that-lasts-one-pass": Case(
+        # A backfill inserting while the backend counted: gone at the next pass.
+        "CoinSyncSymbolGaps",
+        [holes("BTCUSDT", "0 0 0 300 0x26")],
+        "15m",
+    ),
+    "gaps/silent-once-the-hole-is-mended": Case(
+        "CoinSyncSymbolGaps",
+        [holes("ETHUSDT", "7x10 0x20")],
+        "20m",
+    ),
     # CoinSyncPassTooSlow (over 80 % of the 60 s interval, for 10m)
     "slow/fires-when-passes-take-55-s": Case(
         "CoinSyncPassTooSlow",
@@ -289,8 +311,8 @@ def test_check_rules(rules_dir: Path) -> None:
     proc = promtool("check", "rules", "rules.yaml", cwd=rules_dir)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
-    # Two recording rules and the seven alerts.
-    assert "SUCCESS: 9 rules found" in output, output
+    # Two recording rules and the eight alerts.
+    assert "SUCCESS: 10 rules found" in output, output
 
 
 def test_check_rules_rejects_a_broken_rule(rules_dir: Path) -> None:
@@ -338,6 +360,27 @@ def test_stale_alert_names_symbol_and_age(rules_dir: Path) -> None:
         "runbook_url": "https://github.com/coin-sync/coin-sync/blob/main/chart/README.md#coinsyncsymbolstale",
     }
     run_rule_tests(rules_dir, "stale-annotations", [group], "rules.yaml")
+
+
+def test_gaps_alert_names_symbol_and_minutes(rules_dir: Path) -> None:
+    group = CASES["gaps/fires-for-the-holed-symbol-only"].test_group("gaps-annotations")
+    group["alert_rule_test"][0]["exp_alerts"][0]["exp_annotations"] = {
+        "summary": "El símbolo ETHUSDT tiene 7 minutos sin datos",
+        "description": (
+            f"Entre la primera y la última vela de ETHUSDT en {NAMESPACE}/{FULLNAME} faltan 7 velas de 1 minuto "
+            "(umbral: 0). El backend no rellena huecos y coin-sync no puede pedírselos: borra las velas del "
+            "símbolo desde el hueco para que la próxima pasada las vuelva a pedir, o usa una herramienta de "
+            "backfill del backend (README, «Huecos en los datos»)."
+        ),
+        "runbook_url": "https://github.com/coin-sync/coin-sync/blob/main/chart/README.md#coinsyncsymbolgaps",
+    }
+    run_rule_tests(rules_dir, "gaps-annotations", [group], "rules.yaml")
+
+
+def test_gaps_threshold_is_a_value(helm: Helm) -> None:
+    docs = render_monitoring(helm, "metrics.prometheusRule.rules.CoinSyncSymbolGaps.thresholdMinutes=60")
+    (rule,) = [r for g in rule_file(docs)["groups"] for r in g["rules"] if r.get("alert") == "CoinSyncSymbolGaps"]
+    assert rule["expr"].endswith("} > 60") and "(umbral: 60)" in rule["annotations"]["description"]
 
 
 def test_recording_rules(rules_dir: Path) -> None:

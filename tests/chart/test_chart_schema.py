@@ -128,6 +128,14 @@ REJECTED = {
         "      - alert: X\n        expr: vector(1)\n        lables: {}\n",
         "lables",
     ),
+    "gaps-threshold-negative": (
+        "metrics:\n  prometheusRule:\n    rules:\n      CoinSyncSymbolGaps:\n        thresholdMinutes: -1\n",
+        "/metrics/prometheusRule/rules/CoinSyncSymbolGaps/thresholdMinutes",
+    ),
+    "gaps-threshold-text": (
+        "metrics:\n  prometheusRule:\n    rules:\n      CoinSyncSymbolGaps:\n        thresholdMinutes: 1.5\n",
+        "/metrics/prometheusRule/rules/CoinSyncSymbolGaps/thresholdMinutes",
+    ),
     "dashboard-label-value": (
         "metrics:\n  grafanaDashboard:\n    labelValue: 1\n",
         "/metrics/grafanaDashboard/labelValue",

@@ -15,7 +15,10 @@ def test_the_limiter_grows_on_a_fast_backend(run_pass) -> None:  # type: ignore[
     assert run.summary["concurrency"]["max"] >= backend.peak_in_flight
     (fin,) = run.lines("FIN DE SINCRONIZACIÓN #1")
     assert "código de salida: 0 (ok), desactualizados: 0" in fin
-    assert fin.endswith(f", concurrencia: en vuelo máx {run.report.concurrency_max}, límite final 24")
+    assert fin.endswith(
+        f", concurrencia: en vuelo máx {run.report.concurrency_max}, límite final 24"
+        ", con huecos: 0 símbolos (0 minutos)"
+    )
 
 
 def test_the_limiter_shrinks_on_rejections_and_they_are_not_failed_attempts(run_pass) -> None:  # type: ignore[no-untyped-def]

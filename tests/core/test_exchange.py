@@ -60,7 +60,7 @@ def test_an_invalid_symbol_costs_one_call_and_one_error_line(run_pass) -> None: 
     assert run.code == 1  # a typo must not pass for success
     (fin,) = run.lines("FIN DE SINCRONIZACIÓN")
     assert "fallidos: 1, omitidos: 0, interrumpidos: 0, nuevos registros" in fin  # old fields in place
-    assert fin.endswith(", rechazados: 1")  # new ones at the end
+    assert fin.endswith(", rechazados: 1, con huecos: 0 símbolos (0 minutos)")  # new ones at the end
     assert "rejected=1" in run.report.one_line()
 
 

@@ -24,9 +24,10 @@ def test_both_payload_shapes() -> None:
     }
     rows = parse_symbols_payload(objects)
     assert rows == [
-        ListedSymbol("BTCUSDT", "2025-11-17T14:45:00+00:00"),
-        ListedSymbol("ETHUSDT", MISSING),  # an object row should carry it: null is missing
-        ListedSymbol(" btcusdt", MISSING),
+        ListedSymbol("BTCUSDT", "2025-11-17T14:45:00+00:00", MISSING, 1),
+        # An object row should carry them: null is missing.
+        ListedSymbol("ETHUSDT", MISSING, MISSING, MISSING),
+        ListedSymbol(" btcusdt", MISSING, MISSING, MISSING),
     ]
     # The first row of a normalised name wins.
     assert listed_last_records(rows) == {"BTCUSDT": "2025-11-17T14:45:00+00:00", "ETHUSDT": MISSING}

@@ -109,6 +109,23 @@ def test_a_pass_leaves_an_event_and_its_status_and_releases_the_lock(
     assert not [line for line in warning_lines(result.stdout) if any(name in line for name in K8S_FILES)]
 
 
+def test_a_holed_symbol_reaches_the_status_record_and_the_event(
+    apiserver: ApiServer, fake_backend: FakeBackend, run_pass: Runner
+) -> None:
+    fake_backend.punch_hole("ETHUSDT", 7)
+
+    result = run_pass(FAIL_ON_GAPS="true")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    (event,) = events(apiserver)
+    assert (event["reason"], event["type"]) == ("SyncPartial", "Warning")
+    assert "reason=gaps" in event["message"] and "symbols_with_gaps=1 missing_minutes=7" in event["message"]
+    record = json.loads(apiserver.objects(CONFIGMAPS, NAMESPACE)["coin-sync-status"]["data"]["shard-0"])
+    assert (record["exit_code"], record["reason"], record["ok"]) == (1, "gaps", 3)
+    assert (record["symbols_with_gaps"], record["missing_minutes"]) == (1, 7)
+    assert record["gap_symbols"] == [{"symbol": "ETHUSDT", "missing_minutes": 7}]
+
+
 def test_a_live_holder_makes_the_pass_skip_with_exit_0(
     apiserver: ApiServer, fake_backend: FakeBackend, run_pass: Runner
 ) -> None:

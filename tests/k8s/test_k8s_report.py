@@ -144,9 +144,11 @@ def test_status_record_fields(apiserver: ApiServer, guard_for: OpenGuard) -> Non
     assert configmap["metadata"]["labels"] == {"app.kubernetes.io/name": "coin-sync"}
 
 
-# Issue 9's freshness and issue 12's flags, appended after the fields readers already use.
+# Issue 9's freshness, issue 12's flags and issue 19's holes, appended after the fields
+# readers already use.
 NEW_FIELDS = (
     "stale", "freshness_unknown", "max_lag_seconds", "rejected", "pending_backfill", "pending_backfill_symbols", "held",
+    "symbols_with_gaps", "missing_minutes", "gap_symbols",
 )  # fmt: skip
 
 
@@ -174,8 +176,27 @@ def test_status_record_carries_freshness_and_the_symbols_flags(apiserver: ApiSer
         "pending_backfill": 22,
         "pending_backfill_symbols": [f"NEW{i:02d}USDT" for i in range(20)],  # cut like failed_symbols
         "held": 1,
+        "symbols_with_gaps": 0,
+        "missing_minutes": 0,
+        "gap_symbols": [],
     }
     assert (record["failed"], record["skipped"], record["failed_total"]) == (23, 1, 23)  # unchanged meanings
+
+
+def test_status_record_and_event_carry_the_holes(apiserver: ApiServer, guard_for: OpenGuard) -> None:
+    holed = [(f"GAP{i:02d}USDT", OK) for i in range(22)]
+    report = make_report(("BTCUSDT", OK), ("ETHUSDT", FAILED), *holed, reason=EndReason.SYMBOLS_FAILED)
+    btc, _eth, *gaps = report.results
+    btc.missing_minutes = 0  # complete; ETHUSDT unknown (None)
+    for i, result in enumerate(gaps):
+        result.missing_minutes = i + 1
+    guard_for().finish(report)
+
+    record = status_data(apiserver)["shard-0"]
+    assert (record["symbols_with_gaps"], record["missing_minutes"]) == (22, sum(range(1, 23)))
+    assert record["gap_symbols"] == [{"symbol": f"GAP{i:02d}USDT", "missing_minutes": i + 1} for i in range(20)]
+    (event,) = events(apiserver)
+    assert "symbols_with_gaps=22 missing_minutes=253" in event["message"]
 
 
 def test_status_max_lag_is_null_when_no_freshness_is_known(apiserver: ApiServer, guard_for: OpenGuard) -> None:

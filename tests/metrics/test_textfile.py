@@ -86,3 +86,16 @@ def test_metrics_come_after_the_local_files_and_before_the_guard(tmp_path: Path)
     assert _value(text, "coin_sync_last_run_timestamp_seconds") > 0  # finished_at filled in for this end
     assert samples(text, "coin_sync_last_success_timestamp_seconds") == []  # a skip is not a success
     assert samples(text, "coin_sync_symbol_last_record_timestamp_seconds") == []
+
+
+def test_holes_per_symbol_and_in_total(run_coin_sync: RunPass, tmp_path: Path) -> None:
+    textfile = tmp_path / "coin_sync.prom"
+    with FakeBackend(symbols=["BTCUSDT", "ETHUSDT", "BNBUSDT"], holes={"ETHUSDT": 7, "BNBUSDT": 2}) as backend:
+        run = run_coin_sync(BACKEND_URL=backend.url, METRICS_TEXTFILE=str(textfile))
+    assert run.code == 0, run.stdout + run.stderr
+    text = textfile.read_text()
+    assert promtool_check(text) == ""
+    per_symbol = {dict(s.labels)["symbol"]: s.value for s in samples(text, "coin_sync_symbol_missing_candles")}
+    assert per_symbol == {"BTCUSDT": 0, "ETHUSDT": 7, "BNBUSDT": 2}
+    assert _value(text, "coin_sync_last_pass_missing_candles") == 9
+    assert _value(text, "coin_sync_last_pass_symbols_with_gaps") == 2

@@ -56,6 +56,10 @@ class SymbolStatus(StrEnum):
 # SymbolResult.skip_reason of a symbol not sent because an earlier ambiguous sync of it
 # (read timeout, 504) may still be running in the backend (coin_sync/sync/holds.py).
 SKIP_AMBIGUOUS_HOLD = "ambiguous_hold"
+# ... of a backfill not sent because the exchange budget of the last minute was spent, or
+# backfills are paused after a quota halt (coin_sync/sync/exchange_budget.py): the next
+# pass sends it. Not a failure.
+SKIP_DEFERRED = "deferred"
 
 
 # Kubernetes Event reasons, one per pass.
@@ -115,11 +119,16 @@ class SymbolResult:
     # Flags on top of the four statuses (they must keep adding up to the symbol count):
     rejected: bool = False  # failed: the exchange refused the symbol (unknown), not retried
     pending_backfill: bool = False  # declared (SYMBOLS_INCLUDE), still absent from /api/symbols
-    skip_reason: str | None = None  # skipped on purpose (SKIP_AMBIGUOUS_HOLD)
+    skip_reason: str | None = None  # skipped on purpose (SKIP_AMBIGUOUS_HOLD, SKIP_DEFERRED)
     last_record: str | None = None  # ISO 8601 UTC; None when its freshness is unknown
     lag_seconds: float | None = None
     stale: bool = False
     requeued: int = 0  # calls the backend rejected for overload, re-queued without counting
+
+    @property
+    def failed(self) -> bool:
+        """Does it make the pass fail? Held and deferred symbols were skipped on purpose."""
+        return self.status is not SymbolStatus.OK and self.skip_reason not in (SKIP_AMBIGUOUS_HOLD, SKIP_DEFERRED)
 
 
 @dataclass
@@ -136,6 +145,8 @@ class PassReport:
     detail: str = ""  # one line for the end that has no symbol results (lock holder, crash)
     concurrency_max: int = 0  # the most syncs in flight at once
     concurrency_final: int = 0  # the concurrency limit when the pass ended
+    exchange_budget: int = 0  # weight a minute this pass allowed (EXCHANGE_WEIGHT_PER_MINUTE, or adapted)
+    exchange_weight: int = 0  # the estimated weight of the syncs it sent
 
     @property
     def exit_code(self) -> ExitCode:
@@ -146,11 +157,12 @@ class PassReport:
 
     @property
     def flag_counts(self) -> dict[str, int]:
-        """rejected (of failed), pending_backfill (of any status), held (of skipped)."""
+        """rejected (of failed), pending_backfill (of any status), held and deferred (of skipped)."""
         return {
             "rejected": sum(1 for r in self.results if r.rejected),
             "pending_backfill": sum(1 for r in self.results if r.pending_backfill),
             "held": sum(1 for r in self.results if r.skip_reason == SKIP_AMBIGUOUS_HOLD),
+            "deferred": sum(1 for r in self.results if r.skip_reason == SKIP_DEFERRED),
         }
 
     @property
@@ -210,6 +222,7 @@ class PassReport:
             "shard": {"index": self.shard_index, "count": self.shard_count},
             "totals": self.totals(),
             "concurrency": {"max": self.concurrency_max, "final": self.concurrency_final},
+            "exchange": {"budget": self.exchange_budget, "weight": self.exchange_weight},
             "symbols": [{**asdict(r), "status": str(r.status), "duration": round(r.duration, 3)} for r in self.results],
             **extra,
         }

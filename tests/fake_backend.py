@@ -6,7 +6,8 @@ Retry-After, hangs, bad JSON, exchange errors relayed as the real backend does),
 down, refuse connections or let the backend die after N syncs, add a new coin that enters
 /api/symbols only once its slow first backfill finished; every request is recorded
 (headers, body, timings) with the peak of syncs in flight, overall and per symbol (a symbol
-must never be synced twice at once).
+must never be synced twice at once). With `exchange` (an ExchangeLimit) the syncs also spend
+Binance's weight and meet its limit: 429s, then 418 bans (tests/fake_exchange.py).
 
 A live clock (`clock`, default the real UTC time; tests pass a virtual clock's wall) drives
 every `last_record`: the newest complete minute minus the symbol's lag (`lags`). A frozen
@@ -41,6 +42,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, Self
 from urllib.parse import unquote
+
+from fake_exchange import ExchangeLimit, FakeExchange
 
 Headers = tuple[tuple[str, str], ...]
 Reply = tuple[int, bytes, str, Headers]  # status, body, content type, extra headers
@@ -384,6 +387,7 @@ class FakeBackend:
         lags: dict[str, float] | None = None,
         behind: dict[str, float] | None = None,
         load: Load | None = None,
+        exchange: ExchangeLimit | None = None,
     ) -> None:
         self.symbols: list[str] = generate_symbols(symbols) if isinstance(symbols, int) else list(symbols)
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -421,6 +425,9 @@ class FakeBackend:
         for symbol in frozen:
             self.freeze(symbol)
         self.pressure = _Pressure(load or Load())  # rejected / quota_answers: what load refused
+        # Binance behind the backend: syncs cost weight, past its limit 429 then 418 (tests/fake_exchange.py).
+        self.exchange = FakeExchange(exchange, self.clock) if exchange is not None else None
+        self._synced_minute: dict[str, int] = {}  # symbol -> the clock minute of its last sync
 
     @property
     def url(self) -> str:
@@ -604,7 +611,7 @@ class FakeBackend:
             self._gate.wait(GATE_LIMIT)
             if answer.release is not None:
                 answer.release.wait(GATE_LIMIT)
-            refused = self.pressure.refuse(in_flight)
+            refused = self.pressure.refuse(in_flight) or self._exchange_refusal(symbol, answer)
             if refused is not None:
                 return refused
             wait = self.latency + answer.delay + backfill + self.pressure.latency()
@@ -625,12 +632,35 @@ class FakeBackend:
                 stats = self._stats(symbol)
                 if self._backfills.pop(symbol, None) is not None:
                     self.symbols.append(symbol)  # its first backfill stored data
+                self._synced_minute[symbol] = int(self.clock().timestamp() // 60)
             payload = {"success": True, "symbol": symbol, "new_records": new, "statistics": stats}
             return 200, json.dumps(payload).encode(), JSON, ()
         finally:
             with self._lock:
                 self._in_flight -= 1
                 self._in_flight_by_symbol[symbol] -= 1
+
+    def exchange_requests(self, symbol: str) -> int:
+        """The klines requests a sync of `symbol` would make now (backend-contract.md): an
+        up-to-date one 0 within the minute of its last sync, else 1; a backfill one per
+        1,000 minutes behind (a new coin: since FIRST_RECORD)."""
+        now = self.clock()
+        with self._lock:
+            start = FIRST_RECORD if symbol in self._backfills else self._behind.get(symbol)
+            if start is None:
+                return 0 if self._synced_minute.get(symbol) == int(now.timestamp() // 60) else 1
+        minutes = (_minute_before(now) - start).total_seconds() / 60
+        return max(1, math.ceil(minutes / 1000))
+
+    def _exchange_refusal(self, symbol: str, answer: Answer) -> Reply | None:
+        """The exchange's 429/418, relayed as the real backend does; None when it served.
+        Only a normal answer fetches klines: a scripted failure never reached the exchange."""
+        if self.exchange is None or answer.kind != "ok":
+            return None
+        refusal = self.exchange.request(self.exchange_requests(symbol))
+        if refusal is None:
+            return None
+        return _reply500(EXCHANGE_ERRORS[refusal].format(url=EXCHANGE_URL.format(symbol=symbol)))
 
     def _may_answer_sync(self, conn: socket.socket) -> str:
         """Returns keep, close (this answer kills the backend) or drop (already dead)."""

@@ -120,6 +120,7 @@ def status_record(report: PassReport, ident: Identity, now: datetime) -> dict[st
         "pending_backfill": totals["pending_backfill"],
         "pending_backfill_symbols": report.pending_backfill_symbols[:STATUS_FAILED_LIMIT],
         "held": totals["held"],
+        "deferred": totals["deferred"],  # issue 18: backfills left to the next pass by the exchange budget
     }
 
 

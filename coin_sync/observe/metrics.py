@@ -84,6 +84,24 @@ def pass_families(summary: Summary, last_success: float | None) -> list[Metric]:
             t["max_lag_seconds"],
         ),
     ]
+    exchange = summary.get("exchange") or {}
+    families += [
+        _gauge(
+            "coin_sync_last_pass_deferred_symbols",
+            "Backfills diferidos a la próxima pasada por el presupuesto del exchange",
+            t.get("deferred", 0),
+        ),
+        _gauge(
+            "coin_sync_last_pass_exchange_weight",
+            "Peso del exchange estimado de las sincronizaciones enviadas en la última pasada",
+            exchange.get("weight"),
+        ),
+        _gauge(
+            "coin_sync_exchange_budget_weight",
+            "Peso por minuto que la última pasada se permitió (EXCHANGE_WEIGHT_PER_MINUTE o el adaptado)",
+            exchange.get("budget"),
+        ),
+    ]
     by_status = GaugeMetricFamily(
         "coin_sync_last_pass_symbols", "Símbolos de la última pasada por estado", labels=["status"]
     )

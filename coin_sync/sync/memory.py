@@ -16,9 +16,10 @@ from datetime import datetime
 from coin_sync.backend.errors import BackendError
 from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, SymbolResult, SymbolStatus
 from coin_sync.sync.context import PassContext
+from coin_sync.sync.exchange_budget import ExchangeMemory
 from coin_sync.sync.holds import Listing, decide
 from coin_sync.sync.plan import SymbolPlan
-from coin_sync.sync.state import AmbiguousSync
+from coin_sync.sync.state import AmbiguousSync, Remembered
 
 
 def baseline(listing: Listing | None, symbol: str) -> tuple[str | None, bool]:
@@ -39,7 +40,9 @@ class Memory:
         self._lock = threading.Lock()
         self._sent_at: dict[str, datetime] = {}
         self._ambiguous: set[str] = set()
-        self._state = ctx.state.load()
+        self._remembered = ctx.state.load()
+        self._state = self._remembered.ambiguous
+        self.exchange: ExchangeMemory = self._remembered.exchange  # what the pass ends with replaces it
         listing = plan.listing
         if listing is None and any(symbol in self._state for symbol in plan.symbols):
             listing = self._listing_once()
@@ -79,7 +82,8 @@ class Memory:
             self._ambiguous.add(symbol)
 
     def finish(self, results: list[SymbolResult]) -> None:
-        """Mark pending_backfill, remember this pass's ambiguous syncs, save if changed."""
+        """Mark pending_backfill, remember this pass's ambiguous syncs (and `self.exchange`),
+        save if changed."""
         ctx, plan = self._ctx, self._plan
         with self._lock:
             # Abandoned in flight when the shutdown grace ran out: just as ambiguous.
@@ -106,8 +110,9 @@ class Memory:
         for symbol in unclear:
             last_record, known = baseline(plan.listing or after, symbol)
             keep[symbol] = AmbiguousSync(symbol, sent_at[symbol], last_record, known)
-        if keep != self._state:
-            ctx.state.save(keep)
+        remembered = Remembered(keep, self.exchange)
+        if remembered != self._remembered:
+            ctx.state.save(remembered)
 
     def _listing_once(self) -> Listing | None:
         try:

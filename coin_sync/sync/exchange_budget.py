@@ -1,0 +1,159 @@
+"""The exchange budget (pure policy): how much Binance weight the pass may ask the backend
+to spend, and what a quota halt leaves for the next passes.
+
+The backend spends 2 weight per exchange request (klines); Binance allows an IP 6,000
+weight a minute (../shared/backend-contract.md). Each sync is estimated from its lag
+(ceil(minutes behind / 1000) requests) and charged when dispatched. Catch-ups always go;
+a backfill goes only while the estimate of the last WINDOW (this pass's charges and the
+earlier passes' ones, remembered) plus its own stays within the budget; the others are
+deferred to the next pass.
+
+When the exchange limits anyway (its real limit is lower: a shared IP, other clients of
+the backend), the budget drops to what was spent in the minute that met the limit, holds
+there for RECOVERY_HOLD, then recovers by RECOVERY_SHARE of the setting a minute.
+
+After a quota halt (exit 4) the next pass probes: a single sync, sent no earlier than
+PROBE_QUIET after the halt (the exchange's window has passed by then), and nothing else
+until it answered; the pass stops there if the exchange still limits. Backfills stay
+paused for COOL_DOWN after the halt.
+
+Everything here is a function of what it is given (times included): no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+WEIGHT_PER_REQUEST = 2  # one klines request
+KLINES_PER_REQUEST = 1000
+WINDOW = timedelta(seconds=60)  # Binance counts weight per minute
+RECOVERY_HOLD = timedelta(minutes=30)
+RECOVERY_SHARE = 0.01  # of the setting, per minute once the hold is over
+PROBE_QUIET = timedelta(seconds=60)
+COOL_DOWN = timedelta(seconds=60)
+
+
+def estimated_weight(minutes_behind: int) -> int:
+    """A sync's exchange weight from how far behind it is (0: up to date this minute)."""
+    return WEIGHT_PER_REQUEST * math.ceil(max(0, minutes_behind) / KLINES_PER_REQUEST)
+
+
+@dataclass(frozen=True)
+class Spend:
+    at: datetime  # when the sync was dispatched (UTC)
+    weight: int
+
+
+@dataclass(frozen=True)
+class ExchangeMemory:
+    """What a pass leaves for the next ones (coin_sync/sync/state.py keeps it)."""
+
+    spent: tuple[Spend, ...] = ()  # charges of the last WINDOW
+    adapted: int | None = None  # the budget the last limit left; None: the setting
+    adapted_at: datetime | None = None
+    halted_at: datetime | None = None  # the last quota halt (cool-down)
+    probe: bool = False  # the next pass probes before opening up
+
+    @property
+    def empty(self) -> bool:
+        return self == ExchangeMemory()
+
+
+def budget_at(setting: int, memory: ExchangeMemory, now: datetime) -> int:
+    """The budget in force at `now`: the setting, or the adapted one on its way back."""
+    if memory.adapted is None or memory.adapted_at is None:
+        return setting
+    recovering = (now - memory.adapted_at - RECOVERY_HOLD).total_seconds()
+    grown = memory.adapted + max(0.0, recovering) / 60 * RECOVERY_SHARE * setting
+    return min(setting, int(grown))
+
+
+def cooling_down(memory: ExchangeMemory, now: datetime) -> bool:
+    return memory.halted_at is not None and now < memory.halted_at + COOL_DOWN
+
+
+def probe_not_before(memory: ExchangeMemory) -> datetime | None:
+    """When this pass's probe may leave; None when no probe is due."""
+    if not memory.probe:
+        return None
+    return None if memory.halted_at is None else memory.halted_at + PROBE_QUIET
+
+
+def _within(spent: list[Spend], now: datetime) -> list[Spend]:
+    return [s for s in spent if now - WINDOW < s.at <= now]
+
+
+class ExchangeBudget:
+    """One pass's view of the budget. Thread-safe: the coordinator admits and charges,
+    workers report the exchange's answers."""
+
+    def __init__(self, setting: int, memory: ExchangeMemory, now: datetime) -> None:
+        self.setting = setting
+        self._memory = memory
+        self._lock = threading.Lock()
+        self._spent: list[Spend] = _within(list(memory.spent), now)
+        self._charges: dict[str, Spend] = {}  # this pass's, by symbol
+        self._limited_at: datetime | None = None
+        self._probed = False
+        self.limit = budget_at(setting, memory, now)
+        self.charged = 0  # weight dispatched by this pass
+
+    def window(self, now: datetime) -> int:
+        """The estimate of the weight spent in the last WINDOW."""
+        with self._lock:
+            return sum(s.weight for s in _within(self._spent, now))
+
+    def admits(self, weight: int, now: datetime) -> bool:
+        """May a backfill of `weight` be dispatched now?"""
+        if cooling_down(self._memory, now) or self._limited_at is not None:
+            return False
+        return self.window(now) + weight <= self.limit
+
+    def charge(self, symbol: str, weight: int, now: datetime) -> None:
+        """`symbol` was dispatched with this estimate (a catch-up, or an admitted backfill)."""
+        spend = Spend(now, weight)
+        with self._lock:
+            self._spent.append(spend)
+            self._charges[symbol] = spend
+            self.charged += weight
+
+    def answered(self, symbol: str, limited: bool, now: datetime) -> None:
+        """The exchange served `symbol`'s sync, or (limited) refused it with its quota:
+        then its weight was not spent, and the budget adapts at the end of the pass."""
+        with self._lock:
+            self._probed = self._probed or not limited
+            if not limited:
+                return
+            if self._limited_at is None:
+                self._limited_at = now
+            spend = self._charges.pop(symbol, None)
+            if spend is not None:
+                self._spent.remove(spend)
+                self.charged -= spend.weight
+
+    @property
+    def limited(self) -> bool:
+        return self._limited_at is not None
+
+    def memory(self, now: datetime) -> ExchangeMemory:
+        """What to remember for the next passes, as of the end of this pass."""
+        with self._lock:
+            spent = tuple(_within(self._spent, now))
+            limited_at = self._limited_at
+            probed = self._probed
+            # What the exchange served in the minute up to the limit.
+            met = sum(s.weight for s in _within(self._spent, limited_at)) if limited_at else 0
+        memory = self._memory
+        if limited_at is not None:
+            memory = replace(memory, adapted=min(met, self.limit), adapted_at=limited_at)
+            memory = replace(memory, halted_at=limited_at, probe=True)
+        elif probed:
+            memory = replace(memory, probe=False)
+        if memory.adapted is not None and budget_at(self.setting, memory, now) >= self.setting:
+            memory = replace(memory, adapted=None, adapted_at=None)
+        if memory.halted_at is not None and not memory.probe and not cooling_down(memory, now):
+            memory = replace(memory, halted_at=None)
+        return replace(memory, spent=spent)

@@ -16,20 +16,21 @@ from datetime import datetime
 from coin_sync.backend.errors import BackendError
 from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, SymbolResult, SymbolStatus
 from coin_sync.sync.context import PassContext
-from coin_sync.sync.holds import Listing, decide
+from coin_sync.sync.holds import decide
+from coin_sync.sync.listing import Listing
 from coin_sync.sync.plan import SymbolPlan
 from coin_sync.sync.state import AmbiguousSync
 
 
 def baseline(listing: Listing | None, symbol: str) -> tuple[str | None, bool]:
-    """(last_record, known) of `symbol` in `listing`: what "advanced" is measured from."""
+    """(last_record, known) of `symbol` in `listing`: what "advanced" is measured from.
+    Listed without a usable last_record (a bare name, a wrong timestamp): not known."""
     if listing is None:
         return None, False
-    if symbol not in listing.names:
+    if symbol not in listing:
         return None, True
-    if listing.last_records is None:  # the bare-list shape: listed, but no last_record
-        return None, False
-    return listing.last_records.get(symbol), True
+    last = listing.last_record(symbol)
+    return (None, False) if last is None else (last.isoformat(timespec="seconds"), True)
 
 
 class Memory:
@@ -78,8 +79,9 @@ class Memory:
         with self._lock:
             self._ambiguous.add(symbol)
 
-    def finish(self, results: list[SymbolResult]) -> None:
-        """Mark pending_backfill, remember this pass's ambiguous syncs, save if changed."""
+    def finish(self, results: list[SymbolResult]) -> frozenset[str]:
+        """Remember this pass's ambiguous syncs (save if changed); the declared symbols
+        still pending their first backfill."""
         ctx, plan = self._ctx, self._plan
         with self._lock:
             # Abandoned in flight when the shutdown grace ran out: just as ambiguous.
@@ -91,12 +93,11 @@ class Memory:
         # Not after a signal, a deadline or a lost backend: the pass must end now.
         if (declared or (unclear and plan.listing is None)) and not ctx.stop.is_set():
             after = self._listing_once()
+        pending = frozenset(
+            r.symbol for r in declared if (r.status is not SymbolStatus.OK if after is None else r.symbol not in after)
+        )
         for result in declared:
-            if after is None:
-                result.pending_backfill = result.status is not SymbolStatus.OK
-            else:
-                result.pending_backfill = result.symbol not in after.names
-            if result.pending_backfill:
+            if result.symbol in pending:
                 ctx.log.warning(
                     "… %s (SYMBOLS_INCLUDE) aún no está en /api/symbols: su primer backfill no ha terminado "
                     "(pending_backfill); se vuelve a intentar en la próxima pasada",
@@ -108,6 +109,7 @@ class Memory:
             keep[symbol] = AmbiguousSync(symbol, sent_at[symbol], last_record, known)
         if keep != self._state:
             ctx.state.save(keep)
+        return pending
 
     def _listing_once(self) -> Listing | None:
         try:

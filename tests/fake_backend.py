@@ -399,6 +399,7 @@ class FakeBackend:
         self._behind = {symbol: _minute_before(now - timedelta(seconds=ago)) for symbol, ago in (behind or {}).items()}
         self._frozen: dict[str, datetime] = {}  # symbol -> its stuck last_record
         self._bad: dict[str, str] = {}  # symbol -> a BAD_TIMESTAMPS kind
+        self._spelled: dict[str, str] = {}  # symbol -> how /api/symbols writes its name
         if symbols_shape not in ("objects", "strings"):
             raise ValueError(f"symbols_shape must be 'objects' or 'strings', not {symbols_shape!r}")
         self.latency, self.host, self.symbols_shape, self.port = latency, host, symbols_shape, port
@@ -529,6 +530,15 @@ class FakeBackend:
     def thaw(self, symbol: str) -> None:
         with self._lock:
             self._frozen.pop(symbol, None)
+
+    def spell(self, symbol: str, listed_as: str | None) -> None:
+        """List `symbol` in /api/symbols as `listed_as` (e.g. " btcusdt"); syncs keep its
+        real name. None = its own name again."""
+        with self._lock:
+            if listed_as is None:
+                self._spelled.pop(symbol, None)
+            else:
+                self._spelled[symbol] = listed_as
 
     def bad_timestamp(self, symbol: str, kind: str | None) -> None:
         """Make symbol's last_record wrong (a BAD_TIMESTAMPS kind) everywhere; None = fine again."""
@@ -695,10 +705,11 @@ class FakeBackend:
         if method == "GET" and path == "/health":
             return (200, HEALTHY) if healthy else (503, UNHEALTHY)
         if method == "GET" and path == "/api/symbols":
-            if self.symbols_shape == "strings":
-                return 200, list(self.symbols)
             with self._lock:
-                rows = [self._stats(s) for s in list(self.symbols)]
+                names = [self._spelled.get(s, s) for s in self.symbols]
+                if self.symbols_shape == "strings":
+                    return 200, names
+                rows = [{**self._stats(s), "symbol": shown} for s, shown in zip(self.symbols, names, strict=True)]
             return 200, {"success": True, "count": len(rows), "symbols": rows}
         if method == "GET" and symbol != path:
             with self._lock:

@@ -11,10 +11,10 @@ from datetime import datetime
 from coin_sync.backend.health import wait_until_healthy
 from coin_sync.clock import Clock
 from coin_sync.config.settings import Settings
-from coin_sync.outcome import EndReason, PassReport, SymbolResult
+from coin_sync.outcome import EndReason, PassReport, SymbolResult, SymbolStatus
 from coin_sync.stop import Interrupted
 from coin_sync.sync.context import PassContext
-from coin_sync.sync.freshness import assess, parse_timestamp
+from coin_sync.sync.freshness import judged
 from coin_sync.sync.limiter import INITIAL_LIMIT, make_limiter
 from coin_sync.sync.memory import Memory
 from coin_sync.sync.ordering import longest_first
@@ -47,22 +47,20 @@ def run_pass(ctx: PassContext) -> PassReport:
             memory = Memory(ctx, plan) if reason is None else None
         if reason is None:
             assert memory is not None
-            pool, syncer = _pool(ctx, memory, started)
-            symbols = longest_first(memory.send, _known_last_records(plan, clock.wall()), clock.wall())
+            pool = _pool(ctx, memory, plan, started)
+            symbols = longest_first(memory.send, _known_last_records(plan), clock.wall())
             log.info("Sincronizando %d símbolos (concurrencia %s)", len(symbols), _shown_concurrency(s))
             results: list[SymbolResult] = []
             try:
                 results, reason = pool.run(symbols)
                 report.concurrency_max, report.concurrency_final = pool.limiter.peak, pool.limiter.limit
                 # Held symbols too: one held pass after pass is the one most likely stuck.
-                results = judge_freshness(
-                    ctx, results + memory.held_results(), syncer.last_records, plan.listed_last_records
-                )
+                results += memory.held_results()
             finally:
                 # Even if something above raised: this pass's ambiguous syncs must be
                 # remembered, or the next pass could re-send a backfill still running.
-                report.results = results
-                memory.finish(results)
+                pending = memory.finish(results)
+            report.results = completed(ctx, results, plan, pending)
             if reason is EndReason.OK and s.sync.fail_on_stale and report.stale:
                 reason = EndReason.STALE
     except Interrupted:
@@ -80,7 +78,7 @@ def _shown_concurrency(s: Settings) -> str:
     return f"auto, de {min(INITIAL_LIMIT, s.sync.concurrency_max)} hasta {s.sync.concurrency_max}"
 
 
-def _pool(ctx: PassContext, memory: Memory, started: float) -> tuple[Pool, SymbolSync]:
+def _pool(ctx: PassContext, memory: Memory, plan: SymbolPlan, started: float) -> Pool:
     """PASS_DEADLINE_SECONDS and PASS_BUDGET_SECONDS count from the start of the pass
     (health wait included)."""
     s = ctx.settings.sync
@@ -92,8 +90,8 @@ def _pool(ctx: PassContext, memory: Memory, started: float) -> tuple[Pool, Symbo
     if budget_end is not None:
         limits.append(Limit(budget_end, f"Presupuesto de la pasada ({s.budget_seconds:g} s) agotado"))
     limiter = make_limiter(s.concurrency, s.concurrency_max, ctx.clock)
-    syncer = SymbolSync(ctx, memory, limiter, budget_end)
-    pool = Pool(
+    syncer = SymbolSync(ctx, memory, plan.listing, limiter, budget_end)
+    return Pool(
         syncer.attempt,
         syncer.abandon,
         limiter=limiter,
@@ -103,38 +101,31 @@ def _pool(ctx: PassContext, memory: Memory, started: float) -> tuple[Pool, Symbo
         limits=tuple(limits),
         grace_seconds=s.shutdown_grace_seconds,
     )
-    return pool, syncer
 
 
-def _known_last_records(plan: SymbolPlan, now: datetime) -> dict[str, datetime | None]:
+def _known_last_records(plan: SymbolPlan) -> dict[str, datetime | None]:
     """For the order: each listed symbol's last_record (None when unusable); a symbol
     the backend did not list is absent, a full backfill."""
     if plan.listing is None:
         return {}
-    return {name: parse_timestamp(raw, now)[0] for name, raw in plan.listed_last_records.items()}
+    return {name: plan.listing.last_record(name) for name in plan.listing.names}
 
 
-def judge_freshness(
-    ctx: PassContext, results: list[SymbolResult], synced: dict[str, object], listed: dict[str, object]
+def completed(
+    ctx: PassContext, results: list[SymbolResult], plan: SymbolPlan, pending: frozenset[str]
 ) -> list[SymbolResult]:
-    """Each result with its freshness as of now; one WARNING per stale symbol and per
-    timestamp the backend got wrong."""
-    now, stale_after = ctx.clock.wall(), ctx.settings.sync.stale_after_seconds
-    judged = []
+    """The pass's results as reported, each built once from what the pool returned: a
+    synced symbol already carries its answer's freshness; every other one gets the
+    listing's as of now (one WARNING per stale symbol and per wrong timestamp)."""
+    now, stale_after, listing = ctx.clock.wall(), ctx.settings.sync.stale_after_seconds, plan.listing
+    final = []
     for result in results:
-        fresh = assess(synced.get(result.symbol), listed.get(result.symbol), now, stale_after)
-        if fresh.problem is not None:
-            ctx.log.warning("⚠ %s: frescura desconocida (%s)", result.symbol, fresh.problem)
-        elif fresh.stale and fresh.lag_seconds is not None:
-            ctx.log.warning(
-                "⚠ %s desactualizado: último registro %s, %.1f min de retraso (STALE_AFTER_SECONDS=%g)",
-                result.symbol,
-                fresh.iso,
-                fresh.lag_seconds / 60,
-                stale_after,
-            )
-        judged.append(replace(result, last_record=fresh.iso, lag_seconds=fresh.lag_seconds, stale=fresh.stale))
-    return judged
+        judged_now = result
+        if result.status is not SymbolStatus.OK:
+            listed = None if listing is None else listing.stamp(result.symbol)
+            judged_now = judged(result, None, listed, now=now, stale_after=stale_after, log=ctx.log)
+        final.append(replace(judged_now, pending_backfill=result.symbol in pending))
+    return final
 
 
 def _prepare(ctx: PassContext) -> tuple[SymbolPlan, EndReason | None]:

@@ -7,8 +7,6 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from coin_sync.backend.wire import ListedSymbol
-
 MAX_SYMBOL_LENGTH = 32
 
 
@@ -23,14 +21,6 @@ class Rejected:
         # non-ASCII (Binance lists names such as 币安人生USDT), so a bad name can never
         # forge a log line.
         return repr(self.raw)
-
-
-def listed_last_records(rows: Iterable[ListedSymbol]) -> dict[str, object]:
-    """Raw last_record by normalised name (the first row of a name wins)."""
-    found: dict[str, object] = {}
-    for row in rows:
-        found.setdefault(_normal(row.name), row.last_record)
-    return found
 
 
 def _normal(name: str) -> str:

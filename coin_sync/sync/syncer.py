@@ -1,7 +1,8 @@
 """One attempt at one symbol, and what follows from its answer (coin_sync.sync.attempt): the
 result, a re-queue, a retry, or a halt; after a backend-side failure, one /health probe.
 What the pass must remember of each attempt (when it was sent, whether its answer was
-ambiguous, the last_record it reported) goes to Memory and to `last_records`."""
+ambiguous) goes to Memory; a synced symbol's result carries the freshness its own answer
+reported (the listing's when the answer had none)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,24 @@ from coin_sync.backend.errors import BackendError, ErrorKind
 from coin_sync.outcome import EndReason, SymbolResult, SymbolStatus
 from coin_sync.sync.attempt import Action, Job, decide, limiter_signal
 from coin_sync.sync.context import PassContext
+from coin_sync.sync.freshness import judged, stamp
 from coin_sync.sync.limiter import Limiter, Signal
+from coin_sync.sync.listing import Listing
 from coin_sync.sync.memory import Memory
 from coin_sync.sync.pool import Verdict
 
 
 class SymbolSync:
-    def __init__(self, ctx: PassContext, memory: Memory, limiter: Limiter, budget_end: float | None) -> None:
+    def __init__(
+        self, ctx: PassContext, memory: Memory, listing: Listing | None, limiter: Limiter, budget_end: float | None
+    ) -> None:
         self._ctx = ctx
         self._memory = memory
+        self._listing = listing
         self._limiter = limiter
         self._budget_end = budget_end
         self._policy = ctx.policy
         self._health_lock = threading.Lock()
-        self.last_records: dict[str, object] = {}  # raw statistics.last_record by symbol
 
     def attempt(self, job: Job) -> Verdict:
         ctx = self._ctx
@@ -39,9 +44,18 @@ class SymbolSync:
             if error.may_still_run:
                 self._memory.ambiguous(job.symbol)
             return self._failed(job, error)
-        self.last_records[job.symbol] = answer.last_record  # one key per symbol: no lock needed
         ctx.log.info("✓ %s sincronizado: %d nuevos registros", job.symbol, answer.new_records)
-        return Verdict(Signal.OK, self._result(job, SymbolStatus.OK, answer.new_records))
+        now = ctx.clock.wall()
+        listed = None if self._listing is None else self._listing.stamp(job.symbol)
+        result = judged(
+            self._result(job, SymbolStatus.OK, answer.new_records),
+            stamp(answer.last_record),
+            listed,
+            now=now,
+            stale_after=ctx.settings.sync.stale_after_seconds,
+            log=ctx.log,
+        )
+        return Verdict(Signal.OK, result)
 
     def _failed(self, job: Job, error: BackendError) -> Verdict:
         ctx, signal = self._ctx, limiter_signal(error)

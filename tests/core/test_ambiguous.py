@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from coin_sync.sync.holds import Listing, decide
+from coin_sync.backend.wire import ListedSymbol
+from coin_sync.sync.holds import decide
+from coin_sync.sync.listing import Listing
 from coin_sync.sync.state import (
     AmbiguousSync,
     FileStateStore,
@@ -112,10 +114,8 @@ def test_decide_policy() -> None:
         "ZUSDT": AmbiguousSync("ZUSDT", sent - timedelta(seconds=700), old),  # expired, not in this pass: dropped
         "YUSDT": AmbiguousSync("YUSDT", sent + timedelta(days=1), old),  # a clock far ahead: dropped
     }
-    listing = Listing(
-        ["AUSDT", "BUSDT", "CUSDT", "EUSDT"],
-        {"AUSDT": old, "BUSDT": "2025-11-17T14:46:00+00:00", "CUSDT": old, "EUSDT": old},
-    )
+    rows = {"AUSDT": old, "BUSDT": "2025-11-17T14:46:00+00:00", "CUSDT": old, "EUSDT": old}
+    listing = Listing.from_rows([ListedSymbol(name, last) for name, last in rows.items()])
     symbols = ["AUSDT", "BUSDT", "CUSDT", "DUSDT", "EUSDT", "FUSDT"]
     decision = decide(state, symbols, listing, sent + timedelta(seconds=10), 600)
     assert decision.send == ["BUSDT", "CUSDT", "FUSDT"]

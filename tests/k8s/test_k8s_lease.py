@@ -16,10 +16,10 @@ import pytest
 from k8s_support import OK_REPORT, OpenGuard, RenewClock, eventually, leases, make_report, settings_and_env, warnings
 from kube_api import LEASES, NAMESPACE, ApiServer, lease_body
 
-from coin_sync.locks.guard import LockOutcome
 from coin_sync.k8s.api import KubeApi
 from coin_sync.k8s.guard import KubeGuard
 from coin_sync.k8s.loading import identity_from, load_api_client
+from coin_sync.locks.guard import LockOutcome
 
 RACE_ROUNDS = 10  # nearly every round races (about 3.5 Lease writes per round of 4)
 MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

@@ -85,6 +85,9 @@ class SyncSettings:
     concurrency_max: int = setting(
         "SYNC_CONCURRENCY_MAX", p.concurrency, "con SYNC_CONCURRENCY=auto, el máximo en curso a la vez", 64
     )
+    backfill_concurrency: int = setting(
+        "BACKFILL_CONCURRENCY", p.concurrency, "backfills (monedas nuevas o muy atrasadas) a la vez, en su carril", 2
+    )
     deadline_seconds: float = setting(
         "PASS_DEADLINE_SECONDS", p.non_negative, "0 = sin límite; si no, deja de despachar tras ese tiempo", 0.0
     )
@@ -123,6 +126,11 @@ class SyncSettings:
     def max_in_flight(self) -> int:
         """The most syncs ever in flight: the fixed number, or the adaptive maximum."""
         return self.concurrency if isinstance(self.concurrency, int) else self.concurrency_max
+
+    @property
+    def connections(self) -> int:
+        """The most requests ever in flight at once: catch-ups plus the backfill lane."""
+        return self.max_in_flight + self.backfill_concurrency
 
 
 @dataclass(frozen=True)

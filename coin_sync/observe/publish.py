@@ -33,7 +33,12 @@ END_MARKS = {
 }
 
 # The FIN line's words for PassReport.flag_counts.
-FLAG_WORDS = {"rejected": "rechazados", "pending_backfill": "pendientes de backfill", "held": "retenidos"}
+FLAG_WORDS = {
+    "rejected": "rechazados",
+    "pending_backfill": "pendientes de backfill",
+    "held": "retenidos",
+    "left_to_backend": "dejados al backend",
+}
 
 
 class Guard(Protocol):

@@ -137,7 +137,7 @@ def _context(settings: Settings, log: logging.Logger, stop: Stop, state: StateSt
     from coin_sync.sync.context import PassContext
     from coin_sync.sync.state import MemoryStateStore
 
-    client = make_client(settings.backend, settings.sync.max_in_flight)
+    client = make_client(settings.backend, settings.sync.connections)
     log.info("Cliente del backend inicializado: %s", client.shown_url)
     return PassContext(settings, client, log, stop, RealClock(), state if state is not None else MemoryStateStore())
 

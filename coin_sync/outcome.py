@@ -56,10 +56,14 @@ class SymbolStatus(StrEnum):
 # SymbolResult.skip_reason of a symbol not sent because an earlier ambiguous sync of it
 # (read timeout, 504) may still be running in the backend (coin_sync/sync/holds.py).
 SKIP_AMBIGUOUS_HOLD = "ambiguous_hold"
+# ... of a backfill still in flight when the pass budget ran out: the backend finishes it
+# (nothing cancelled or re-sent) and the next passes hold it like an ambiguous sync.
+SKIP_LEFT_TO_BACKEND = "left_to_backend"
 # ... of a backfill not sent because the exchange budget of the last minute was spent, or
 # backfills are paused after a quota halt (coin_sync/sync/exchange_budget.py): the next
 # pass sends it. Not a failure.
 SKIP_DEFERRED = "deferred"
+ON_PURPOSE = (SKIP_AMBIGUOUS_HOLD, SKIP_LEFT_TO_BACKEND, SKIP_DEFERRED)
 
 
 # Kubernetes Event reasons, one per pass.
@@ -119,16 +123,18 @@ class SymbolResult:
     # Flags on top of the four statuses (they must keep adding up to the symbol count):
     rejected: bool = False  # failed: the exchange refused the symbol (unknown), not retried
     pending_backfill: bool = False  # declared (SYMBOLS_INCLUDE), still absent from /api/symbols
-    skip_reason: str | None = None  # skipped on purpose (SKIP_AMBIGUOUS_HOLD, SKIP_DEFERRED)
+    skip_reason: str | None = None  # skipped on purpose (SKIP_AMBIGUOUS_HOLD, _LEFT_TO_BACKEND, _DEFERRED)
     last_record: str | None = None  # ISO 8601 UTC; None when its freshness is unknown
     lag_seconds: float | None = None
     stale: bool = False
     requeued: int = 0  # calls the backend rejected for overload, re-queued without counting
+    backfill: bool = False  # planned in the backfill lane (not listed yet, or far behind)
 
     @property
     def failed(self) -> bool:
-        """Does it make the pass fail? Held and deferred symbols were skipped on purpose."""
-        return self.status is not SymbolStatus.OK and self.skip_reason not in (SKIP_AMBIGUOUS_HOLD, SKIP_DEFERRED)
+        """Does it make the pass fail? Held, left to the backend and deferred symbols were
+        skipped on purpose."""
+        return self.status is not SymbolStatus.OK and self.skip_reason not in ON_PURPOSE
 
 
 @dataclass
@@ -157,11 +163,13 @@ class PassReport:
 
     @property
     def flag_counts(self) -> dict[str, int]:
-        """rejected (of failed), pending_backfill (of any status), held and deferred (of skipped)."""
+        """rejected (of failed), pending_backfill (of any status), held, left_to_backend and
+        deferred (of skipped). New ones go last: the FIN line lists them in order."""
         return {
             "rejected": sum(1 for r in self.results if r.rejected),
             "pending_backfill": sum(1 for r in self.results if r.pending_backfill),
             "held": sum(1 for r in self.results if r.skip_reason == SKIP_AMBIGUOUS_HOLD),
+            "left_to_backend": sum(1 for r in self.results if r.skip_reason == SKIP_LEFT_TO_BACKEND),
             "deferred": sum(1 for r in self.results if r.skip_reason == SKIP_DEFERRED),
         }
 
@@ -209,6 +217,7 @@ class PassReport:
             "stale": len(self.stale),
             "freshness_unknown": sum(1 for r in self.results if r.lag_seconds is None),
             "max_lag_seconds": self.max_lag_seconds,
+            "backfills": sum(1 for r in self.results if r.backfill),
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -4,7 +4,9 @@ Standard library only, so the tests and the README's first command need nothing 
 Tests script answers per symbol (ok, 400 in both shapes, 500, proxy 502/503/504, 429 with
 Retry-After, hangs, bad JSON, exchange errors relayed as the real backend does), take health
 down, refuse connections or let the backend die after N syncs, add a new coin that enters
-/api/symbols only once its slow first backfill finished; every request is recorded
+/api/symbols only once its slow first backfill finished, make every sync take
+`request_seconds` per exchange request it needs (1,000 missing minutes each, a new coin's
+from 2025-06-01: a backfill takes long, a catch-up does not); every request is recorded
 (headers, body, timings) with the peak of syncs in flight, overall and per symbol (a symbol
 must never be synced twice at once). With `exchange` (an ExchangeLimit) the syncs also spend
 Binance's weight and meet its limit: 429s, then 418 bans (tests/fake_exchange.py).
@@ -191,7 +193,8 @@ def wrong_json(payload: Any = None, *, delay: float = 0.0) -> Answer:
 class Load:
     """How the backend behaves under load (all off by default).
 
-    capacity: beyond this many syncs in flight, answer 500 at once (a saturated backend).
+    capacity: beyond this many syncs in flight, answer 503 at once (a saturated backend, as
+    a server or its proxy says "full, come back": an explicit overload answer).
     lognormal: (median, p99) seconds added to each sync, drawn from `seed`.
     quota: (K, seconds): once more than K syncs started in the last `seconds`, answer 500
     with the exchange's relayed 429 text, as the real backend does when Binance
@@ -227,12 +230,12 @@ class _Pressure:
             return self._random.lognormvariate(math.log(median), math.log(p99 / median) / 2.326)
 
     def refuse(self, in_flight: int) -> Reply | None:
-        """A 500 when this sync is past the capacity or the quota; else None."""
+        """A 503 past the capacity, a 500 (the relayed 429) past the quota; else None."""
         now = time.monotonic()
         with self._lock:
             if self.load.capacity is not None and in_flight > self.load.capacity:
                 self.rejected += 1
-                return _reply500(SATURATED_MESSAGE)
+                return 503, json.dumps({"error": True, "message": SATURATED_MESSAGE}).encode(), JSON, ()
             if self.load.quota is not None:
                 limit, window = self.load.quota
                 self._starts.append(now)
@@ -388,6 +391,7 @@ class FakeBackend:
         behind: dict[str, float] | None = None,
         load: Load | None = None,
         exchange: ExchangeLimit | None = None,
+        request_seconds: float = 0.0,
     ) -> None:
         self.symbols: list[str] = generate_symbols(symbols) if isinstance(symbols, int) else list(symbols)
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -429,6 +433,7 @@ class FakeBackend:
         # Binance behind the backend: syncs cost weight, past its limit 429 then 418 (tests/fake_exchange.py).
         self.exchange = FakeExchange(exchange, self.clock) if exchange is not None else None
         self._synced_minute: dict[str, int] = {}  # symbol -> the clock minute of its last sync
+        self.request_seconds = request_seconds  # each exchange request a sync needs takes this long
 
     @property
     def url(self) -> str:
@@ -579,6 +584,21 @@ class FakeBackend:
         """Open time of the newest complete minute `lags[symbol]` seconds ago; a backlog's, where it stays."""
         return self._behind.get(symbol) or _minute_before(self.clock() - timedelta(seconds=self.lags.get(symbol, 0.0)))
 
+    def requests_needed(self, symbol: str) -> int:
+        """Exchange requests a sync of `symbol` needs now, as the real backend fetches:
+        1,000 klines each, from the minute after its newest stored one (a coin never
+        stored: from FIRST_RECORD) to the newest complete minute."""
+        with self._lock:
+            return self._requests_needed(symbol)
+
+    def _requests_needed(self, symbol: str) -> int:  # caller holds _lock
+        if symbol in self._backfills or (symbol not in self.symbols and symbol not in self._syncs):
+            last = FIRST_RECORD - timedelta(minutes=1)
+        else:
+            last = self._frozen.get(symbol) or self._live_last_record(symbol)
+        missing = (_minute_before(self.clock()) - last) // timedelta(minutes=1)
+        return math.ceil(max(0, missing) / 1000)
+
     def _stats(self, symbol: str) -> dict[str, Any]:  # caller holds _lock
         crc = _crc(symbol)
         total = self._totals.get(symbol, 200_000 + crc % 50_000)
@@ -610,7 +630,7 @@ class FakeBackend:
         call.symbol = symbol
         with self._lock:
             answer = _next(self._scripts.get(symbol)) or Answer()
-            backfill = self._backfills.get(symbol, 0.0)
+            backfill = self._backfills.get(symbol, 0.0) + self.request_seconds * self._requests_needed(symbol)
             self._in_flight += 1
             in_flight = self._in_flight
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)

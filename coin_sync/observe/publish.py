@@ -37,6 +37,7 @@ FLAG_WORDS = {
     "rejected": "rechazados",
     "pending_backfill": "pendientes de backfill",
     "held": "retenidos",
+    "left_to_backend": "dejados al backend",
     "deferred": "diferidos",
 }
 

@@ -1,23 +1,24 @@
 """One sync pass, composed: wait for a healthy backend, resolve the symbols (coin_sync.sync.plan),
-hold back the ambiguous ones (coin_sync.sync.memory), sync the rest longest first in the pool
+hold back the ambiguous ones (coin_sync.sync.memory), sync the rest in two lanes (catch-ups
+first, backfills beside them: coin_sync.sync.lanes) in the pool
 (one attempt at a time: coin_sync.sync.syncer), judge the freshness, and return the report.
 Publishing the report is coin_sync.observe.publish's job."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 
 from coin_sync.backend.health import wait_until_healthy
 from coin_sync.clock import Clock
 from coin_sync.config.settings import Settings
 from coin_sync.outcome import EndReason, PassReport, SymbolResult, SymbolStatus
 from coin_sync.stop import Interrupted
+from coin_sync.sync.attempt import Job
 from coin_sync.sync.context import PassContext
 from coin_sync.sync.freshness import judged
-from coin_sync.sync.limiter import INITIAL_LIMIT, make_limiter
+from coin_sync.sync.lanes import Lane, classify, dispatch_order
+from coin_sync.sync.limiter import INITIAL_LIMIT, Limiter, make_limiter
 from coin_sync.sync.memory import Memory
-from coin_sync.sync.ordering import longest_first
 from coin_sync.sync.plan import SymbolPlan, resolve_plan
 from coin_sync.sync.pool import Limit, Pool
 from coin_sync.sync.syncer import SymbolSync
@@ -48,11 +49,11 @@ def run_pass(ctx: PassContext) -> PassReport:
         if reason is None:
             assert memory is not None
             pool = _pool(ctx, memory, plan, started)
-            symbols = longest_first(memory.send, _known_last_records(plan), clock.wall())
-            log.info("Sincronizando %d símbolos (concurrencia %s)", len(symbols), _shown_concurrency(s))
+            jobs = _jobs(ctx, plan, memory.send)
+            log.info("Sincronizando %d símbolos (concurrencia %s)", len(jobs), _shown_concurrency(s))
             results: list[SymbolResult] = []
             try:
-                results, reason = pool.run(symbols)
+                results, reason = pool.run(jobs)
                 report.concurrency_max, report.concurrency_final = pool.limiter.peak, pool.limiter.limit
                 # Held symbols too: one held pass after pass is the one most likely stuck.
                 results += memory.held_results()
@@ -88,7 +89,8 @@ def _pool(ctx: PassContext, memory: Memory, plan: SymbolPlan, started: float) ->
         limits.append(Limit(started + s.deadline_seconds, shown))
     budget_end = started + s.budget_seconds if s.budget_seconds else None
     if budget_end is not None:
-        limits.append(Limit(budget_end, f"Presupuesto de la pasada ({s.budget_seconds:g} s) agotado"))
+        shown = f"Presupuesto de la pasada ({s.budget_seconds:g} s) agotado"
+        limits.append(Limit(budget_end, shown, leave_backfills=True))
     limiter = make_limiter(s.concurrency, s.concurrency_max, ctx.clock)
     syncer = SymbolSync(ctx, memory, plan.listing, limiter, budget_end)
     return Pool(
@@ -100,15 +102,25 @@ def _pool(ctx: PassContext, memory: Memory, plan: SymbolPlan, started: float) ->
         log=ctx.log,
         limits=tuple(limits),
         grace_seconds=s.shutdown_grace_seconds,
+        backfill_lane=Limiter(s.backfill_concurrency, ctx.clock),
+        leave=syncer.leave,
     )
 
 
-def _known_last_records(plan: SymbolPlan) -> dict[str, datetime | None]:
-    """For the order: each listed symbol's last_record (None when unusable); a symbol
-    the backend did not list is absent, a full backfill."""
-    if plan.listing is None:
-        return {}
-    return {name: plan.listing.last_record(name) for name in plan.listing.names}
+def _jobs(ctx: PassContext, plan: SymbolPlan, symbols: list[str]) -> list[Job]:
+    """This pass's jobs in dispatch order, each in its lane (coin_sync.sync.lanes)."""
+    now = ctx.clock.wall()
+    ordered = dispatch_order(classify(symbols, plan.listing, now), plan.listing, now)
+    backfills = [p for p in ordered if p.lane is Lane.BACKFILL]
+    if backfills:
+        ctx.log.info(
+            "Carriles: %d al día primero, %d backfills aparte (BACKFILL_CONCURRENCY=%d; ~%d peticiones al exchange)",
+            len(ordered) - len(backfills),
+            len(backfills),
+            ctx.settings.sync.backfill_concurrency,
+            sum(p.requests for p in backfills),
+        )
+    return [Job(p.symbol, rank, p.lane) for rank, p in enumerate(ordered)]
 
 
 def completed(

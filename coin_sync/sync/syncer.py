@@ -9,10 +9,11 @@ from __future__ import annotations
 import threading
 
 from coin_sync.backend.errors import BackendError, ErrorKind
-from coin_sync.outcome import EndReason, SymbolResult, SymbolStatus
+from coin_sync.outcome import SKIP_LEFT_TO_BACKEND, EndReason, SymbolResult, SymbolStatus
 from coin_sync.sync.attempt import Action, Job, decide, limiter_signal
 from coin_sync.sync.context import PassContext
 from coin_sync.sync.freshness import judged, stamp
+from coin_sync.sync.lanes import Lane
 from coin_sync.sync.limiter import Limiter, Signal
 from coin_sync.sync.listing import Listing
 from coin_sync.sync.memory import Memory
@@ -95,6 +96,21 @@ class SymbolSync:
         note = decision.note or (" (reintentos cancelados)" if decision.action is Action.RETRY else "")
         return Verdict(signal, self._fail(job, error, note))
 
+    def leave(self, job: Job) -> SymbolResult:
+        """A backfill still in flight when the pass budget ran out: the backend finishes
+        it; the next passes hold it until its last_record advances (coin_sync.sync.holds)."""
+        self._memory.ambiguous(job.symbol)
+        took = 0.0 if job.began is None else self._ctx.clock.now() - job.began
+        self._ctx.log.warning(
+            "⧗ %s: backfill en curso al agotarse el presupuesto de la pasada (enviado hace %.0f s); se deja al "
+            "backend, que lo termina (no se cancela ni se reenvía), y se retiene hasta que avance su last_record",
+            job.symbol,
+            took,
+        )
+        return self._result(
+            job, SymbolStatus.SKIPPED, error="backfill en curso en el backend", skip_reason=SKIP_LEFT_TO_BACKEND
+        )
+
     def abandon(self, job: Job, halted: str | None) -> SymbolResult:
         """Still queued when the pass stopped: skipped, or failed if it had failed."""
         if job.error is not None and job.failed_attempts:
@@ -113,10 +129,20 @@ class SymbolSync:
         error: str | None = None,
         *,
         rejected: bool = False,
+        skip_reason: str | None = None,
     ) -> SymbolResult:
         took = 0.0 if job.began is None else self._ctx.clock.now() - job.began
         return SymbolResult(
-            job.symbol, status, new_records, job.attempts, took, error, rejected=rejected, requeued=job.requeues
+            job.symbol,
+            status,
+            new_records,
+            job.attempts,
+            took,
+            error,
+            rejected=rejected,
+            skip_reason=skip_reason,
+            requeued=job.requeues,
+            backfill=job.lane is Lane.BACKFILL,
         )
 
     def _check_backend_still_there(self) -> None:

@@ -19,6 +19,11 @@ and the pass in a child, so they share the machine's cores, as in a small cluste
 6. CPU per 1,000 syncs with 150 environment variables against 10: ratio <= 1.2.
 7. A backend answering 500 "Too Many Requests" once more than K syncs ran in the last
    10 s: dispatch stops within 1 s of the first such answer, at most C further syncs.
+8. 200 declared coins (SYMBOLS_INCLUDE), each a ~3-request first backfill, an exchange
+   limit of 450 weight a minute (the steady state needs 400), a pass a minute on a
+   compressed clock (in-process, virtual time, the state kept between passes):
+   converged (every coin stored, a pass exits 0) in at most 7 passes, no 418, at most
+   one 429 episode.
 """
 
 from __future__ import annotations
@@ -27,13 +32,20 @@ import os
 import sys
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_pass import Measured, measure_pass
+from bench_pass import REPO, Measured, measure_pass
 
-from fake_backend import FakeBackend, Load, error500, generate_symbols, ok
+sys.path.insert(0, str(REPO / "tests" / "core"))
+
+from coin_sync.sync.state import MemoryStateStore
+from fake_backend import FIRST_RECORD, FakeBackend, Load, error500, generate_symbols, ok
+from fake_exchange import ExchangeLimit
+from inproc import run_pass_inproc
+from virtual_clock import VirtualClock
 
 BUDGET = 50.0  # what the chart sets for `* * * * *`: a minute minus a margin
 MAXIMUM = 64  # SYNC_CONCURRENCY_MAX's default
@@ -206,8 +218,55 @@ def quota(work: Path) -> None:
     )
 
 
+def declared_under_limit(work: Path, coins: int = 200, limit: int = 450, most: int = 7) -> None:
+    # Two days of history: each first backfill is ceil(2,880 / 1,000) = 3 exchange requests.
+    clock = VirtualClock(wall_start=FIRST_RECORD + timedelta(days=2))
+    names = [f"N{i:03d}USDT" for i in range(coins)]
+    state = MemoryStateStore()  # what STATE_FILE / the status ConfigMap keep between passes
+    env = {"SYMBOLS_INCLUDE": ",".join(names), "LOG_DIR": str(work / "logs")}
+    rows, converged = [], None
+    with FakeBackend([], clock=clock.wall, exchange=ExchangeLimit(limit)) as backend:
+        for name in names:
+            backend.add_new_symbol(name)
+        exchange = backend.exchange
+        assert exchange is not None
+        for number in range(1, 11):
+            run = run_pass_inproc({**env, "BACKEND_URL": backend.url}, clock=clock, state=state, sync_cost=0.01)
+            stored = sum(1 for name in names if name in backend.symbols)
+            totals = run.summary["totals"]
+            rows.append((number, run.code, stored, totals["deferred"], run.summary["exchange"], run.report.duration))
+            if stored == coins and run.code == 0:
+                converged = number
+                break
+            clock.advance(60 - clock.now() % 60)  # the next minute's pass
+        episodes, bans = exchange.episodes, exchange.bans
+        served = max(exchange.served_by_minute.values(), default=0)
+    print(
+        f"8) {coins} monedas declaradas (SYMBOLS_INCLUDE), backfills de ~3 peticiones, límite del exchange {limit}/min"
+    )
+    for number, code, stored, deferred, ex, took in rows:
+        print(
+            f"   pasada {number}: código {code}, guardadas {stored}, diferidas {deferred}, "
+            f"peso {ex['weight']} de {ex['budget']}, {took:.2f} s virtuales"
+        )
+    shown = "no converge" if converged is None else f"{converged} pasadas"
+    print(f"   convergencia: {shown}   (objetivo <= {most})  {verdict(converged is not None and converged <= most)}")
+    print(f"   418 (baneos): {bans}   (objetivo 0)  {verdict(bans == 0)}")
+    print(f"   episodios de 429: {episodes}   (objetivo <= 1)  {verdict(episodes <= 1)}")
+    print(f"   máximo servido en un minuto: {served} de {limit}\n")
+
+
 def main() -> int:
-    scenarios: list[Callable[[Path], object]] = [lognormal, capped, small, slow_last, failing_forever, cpu, quota]
+    scenarios: list[Callable[[Path], object]] = [
+        lognormal,
+        capped,
+        small,
+        slow_last,
+        failing_forever,
+        cpu,
+        quota,
+        declared_under_limit,
+    ]
     wanted = {int(a) for a in sys.argv[1:]}
     with tempfile.TemporaryDirectory() as tmp:
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU\n")

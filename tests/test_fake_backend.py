@@ -367,7 +367,6 @@ def test_cli_frozen_lag_and_bad_timestamp_flags(free_port: int) -> None:
 
 def test_the_exchange_costs_weight_per_request_then_429_then_418() -> None:
     from fake_exchange import ExchangeLimit
-
     from virtual_clock import VirtualClock
 
     clock = VirtualClock()  # 2026-01-01 00:00:00: a fresh minute

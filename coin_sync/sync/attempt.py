@@ -80,6 +80,7 @@ class Job:
     symbol: str
     rank: int  # dispatch order: lower first
     lane: Lane = Lane.CATCH_UP
+    weight: int = 0  # the exchange weight its sync is estimated to cost (coin_sync/sync/lanes.py)
     calls: int = 0  # requests sent
     requeues: int = 0  # of those, rejected for overload (not failed attempts)
     began: float | None = None

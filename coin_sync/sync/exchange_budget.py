@@ -3,7 +3,7 @@ to spend, and what a quota halt leaves for the next passes.
 
 The backend spends 2 weight per exchange request (klines); Binance allows an IP 6,000
 weight a minute (../shared/backend-contract.md). Each sync is estimated from its lag
-(ceil(minutes behind / 1000) requests) and charged when dispatched. Catch-ups always go;
+(coin_sync/sync/lanes.py: ceil(minutes behind / 1000) requests) and charged when dispatched. Catch-ups always go;
 a backfill goes only while the estimate of the last WINDOW (this pass's charges and the
 earlier passes' ones, remembered) plus its own stays within the budget; the others are
 deferred to the next pass.
@@ -22,23 +22,15 @@ Everything here is a function of what it is given (times included): no clock, no
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-WEIGHT_PER_REQUEST = 2  # one klines request
-KLINES_PER_REQUEST = 1000
 WINDOW = timedelta(seconds=60)  # Binance counts weight per minute
 RECOVERY_HOLD = timedelta(minutes=30)
 RECOVERY_SHARE = 0.01  # of the setting, per minute once the hold is over
 PROBE_QUIET = timedelta(seconds=60)
-COOL_DOWN = timedelta(seconds=60)
-
-
-def estimated_weight(minutes_behind: int) -> int:
-    """A sync's exchange weight from how far behind it is (0: up to date this minute)."""
-    return WEIGHT_PER_REQUEST * math.ceil(max(0, minutes_behind) / KLINES_PER_REQUEST)
+COOL_DOWN = timedelta(seconds=90)  # the probing pass of a minutely schedule sends no backfill
 
 
 @dataclass(frozen=True)
@@ -112,6 +104,25 @@ class ExchangeBudget:
             return False
         return self.window(now) + weight <= self.limit
 
+    def room_at(self, weight: int, now: datetime) -> datetime | None:
+        """The first moment from `now` a backfill of `weight` would be admitted (the
+        charges of the window age out); None when it never will in this pass."""
+        if self._limited_at is not None or weight > self.limit:
+            return None
+        start = now
+        if cooling_down(self._memory, now) and self._memory.halted_at is not None:
+            start = self._memory.halted_at + COOL_DOWN
+        with self._lock:
+            spent = sorted(_within(self._spent, start), key=lambda s: s.at)
+        total = sum(s.weight for s in spent)
+        if total + weight <= self.limit:
+            return start
+        for spend in spent:
+            total -= spend.weight
+            if total + weight <= self.limit:
+                return max(start, spend.at + WINDOW)
+        return None  # unreachable: an empty window has room for any weight <= limit
+
     def charge(self, symbol: str, weight: int, now: datetime) -> None:
         """`symbol` was dispatched with this estimate (a catch-up, or an admitted backfill)."""
         spend = Spend(now, weight)
@@ -129,6 +140,11 @@ class ExchangeBudget:
                 return
             if self._limited_at is None:
                 self._limited_at = now
+        self.refund(symbol)
+
+    def refund(self, symbol: str) -> None:
+        """`symbol` was charged but its weight not spent (refused, or never sent)."""
+        with self._lock:
             spend = self._charges.pop(symbol, None)
             if spend is not None:
                 self._spent.remove(spend)

@@ -3,8 +3,10 @@ policy.
 
 Catch-ups are dispatched first, under the (adaptive) limiter; backfills run beside them
 in their own lane, a fixed number of slots (BACKFILL_CONCURRENCY), so a backfill can never
-take a catch-up's slot. Every backfill passes `admit` before it leaves: the one place a
-budget can hold it back (declined ones are handed to `abandon` at the end).
+take a catch-up's slot. Every job passes the gate before it leaves (the exchange budget,
+coin_sync/sync/exchange_gate.py): one it holds back stays first in its lane, the pool
+wakes when the gate says it may leave, and what is still held when nothing else can
+happen is handed to `abandon` at the end.
 
 The coordinator (the caller's thread, where signals land) owns the queue and decides:
 it hands a symbol to a worker when the symbol's time has come and the limiter has room,
@@ -29,6 +31,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from coin_sync.clock import Clock
 from coin_sync.outcome import EndReason, SymbolResult, SymbolStatus, signal_name
@@ -51,11 +54,22 @@ class Verdict:
 AttemptFn = Callable[[Job], Verdict]
 AbandonFn = Callable[[Job, "str | None"], SymbolResult]  # a job still queued at the end
 LeaveFn = Callable[[Job], SymbolResult]  # a backfill in flight left to the backend
-AdmitFn = Callable[[Job], bool]  # may this backfill leave now?
 
 
-def admit_all(job: Job) -> bool:
-    return True
+class Gate(Protocol):
+    def admit(self, job: Job) -> bool:
+        """May `job` leave now?"""
+
+    def wake_at(self) -> float | None:
+        """When a job held back may leave (monotonic); None: not in this pass."""
+
+
+class OpenGate:
+    def admit(self, job: Job) -> bool:
+        return True
+
+    def wake_at(self) -> float | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -81,7 +95,7 @@ class Pool:
         limits: tuple[Limit, ...] = (),
         grace_seconds: float = 20.0,
         backfill_lane: Limiter | None = None,
-        admit: AdmitFn = admit_all,
+        gate: Gate | None = None,
         leave: LeaveFn | None = None,
     ) -> None:
         self._attempt = attempt
@@ -89,7 +103,7 @@ class Pool:
         self.limiter = limiter
         # Without a lane of their own, backfills share the limiter (SYMBOLS_TO_SYNC tests).
         self._lanes = {Lane.CATCH_UP: limiter, Lane.BACKFILL: backfill_lane or limiter}
-        self._admit = admit
+        self._gate = gate or OpenGate()
         self._leave = leave
         self._clock = clock
         self._stop = stop
@@ -98,7 +112,6 @@ class Pool:
         self._grace = grace_seconds
         self._ready: dict[Lane, list[tuple[int, Job]]] = {lane: [] for lane in Lane}  # heaps by rank
         self._waiting: list[tuple[float, int, Job]] = []  # heap by the time it may run
-        self._declined: list[Job] = []  # backfills `admit` held back
         self._in_flight: dict[str, Job] = {}
         self._results: dict[str, SymbolResult] = {}
         self._left: set[str] = set()  # left to the backend: their late verdicts are ignored
@@ -155,7 +168,10 @@ class Pool:
             self._dispatch(now)
             if not self._in_flight and (self._stop.is_set() or not self._queued()):
                 return
-            times = [grace_until, *self._active_limits(), self.limiter.next_check()]
+            gate = None if self._stop.is_set() else self._gate.wake_at()
+            if not self._in_flight and not self._waiting and gate is None:
+                return  # what is queued is held by the gate until the next pass
+            times = [grace_until, *self._active_limits(), self.limiter.next_check(), gate]
             if self._waiting and not self._stop.is_set():
                 times.append(self._waiting[0][0])
             due = [t - now for t in times if t is not None]
@@ -182,10 +198,8 @@ class Pool:
             ready, limiter = self._ready[lane], self._lanes[lane]
             while ready and not self._stop.is_set():
                 job = ready[0][1]
-                if lane is Lane.BACKFILL and not self._admit(job):
-                    heapq.heappop(ready)
-                    self._declined.append(job)
-                    continue
+                if not self._gate.admit(job):
+                    break  # first in its lane until the gate lets it go
                 ticket = limiter.acquire()
                 if ticket is None:
                     break
@@ -275,6 +289,6 @@ class Pool:
             for sym in sorted(self._in_flight)
         ]
         ready = [job for heap in self._ready.values() for _, job in heap]
-        queued = sorted(ready + [job for _, _, job in self._waiting] + self._declined, key=lambda j: j.rank)
+        queued = sorted(ready + [job for _, _, job in self._waiting], key=lambda j: j.rank)
         abandoned = [self._abandon(job, self._halted) for job in queued]
         return list(self._results.values()) + interrupted + abandoned

@@ -15,6 +15,8 @@ from coin_sync.outcome import EndReason, PassReport, SymbolResult, SymbolStatus
 from coin_sync.stop import Interrupted
 from coin_sync.sync.attempt import Job
 from coin_sync.sync.context import PassContext
+from coin_sync.sync.exchange_budget import ExchangeBudget
+from coin_sync.sync.exchange_gate import ExchangeGate
 from coin_sync.sync.freshness import judged
 from coin_sync.sync.lanes import Lane, classify, dispatch_order
 from coin_sync.sync.limiter import INITIAL_LIMIT, Limiter, make_limiter
@@ -48,8 +50,10 @@ def run_pass(ctx: PassContext) -> PassReport:
             memory = Memory(ctx, plan) if reason is None else None
         if reason is None:
             assert memory is not None
-            pool = _pool(ctx, memory, plan, started)
             jobs = _jobs(ctx, plan, memory.send)
+            budget = ExchangeBudget(s.sync.exchange_weight_per_minute, memory.exchange, clock.wall())
+            gate = ExchangeGate(budget, memory.exchange, jobs, clock, log)
+            pool = _pool(ctx, memory, plan, started, gate)
             log.info("Sincronizando %d símbolos (concurrencia %s)", len(jobs), _shown_concurrency(s))
             results: list[SymbolResult] = []
             try:
@@ -58,6 +62,8 @@ def run_pass(ctx: PassContext) -> PassReport:
                 # Held symbols too: one held pass after pass is the one most likely stuck.
                 results += memory.held_results()
             finally:
+                report.exchange_budget, report.exchange_weight = gate.budget.limit, gate.budget.charged
+                memory.exchange = gate.budget.memory(clock.wall())
                 # Even if something above raised: this pass's ambiguous syncs must be
                 # remembered, or the next pass could re-send a backfill still running.
                 pending = memory.finish(results)
@@ -79,7 +85,7 @@ def _shown_concurrency(s: Settings) -> str:
     return f"auto, de {min(INITIAL_LIMIT, s.sync.concurrency_max)} hasta {s.sync.concurrency_max}"
 
 
-def _pool(ctx: PassContext, memory: Memory, plan: SymbolPlan, started: float) -> Pool:
+def _pool(ctx: PassContext, memory: Memory, plan: SymbolPlan, started: float, gate: ExchangeGate) -> Pool:
     """PASS_DEADLINE_SECONDS and PASS_BUDGET_SECONDS count from the start of the pass
     (health wait included)."""
     s = ctx.settings.sync
@@ -92,7 +98,7 @@ def _pool(ctx: PassContext, memory: Memory, plan: SymbolPlan, started: float) ->
         shown = f"Presupuesto de la pasada ({s.budget_seconds:g} s) agotado"
         limits.append(Limit(budget_end, shown, leave_backfills=True))
     limiter = make_limiter(s.concurrency, s.concurrency_max, ctx.clock)
-    syncer = SymbolSync(ctx, memory, plan.listing, limiter, budget_end)
+    syncer = SymbolSync(ctx, memory, plan.listing, limiter, budget_end, gate=gate)
     return Pool(
         syncer.attempt,
         syncer.abandon,
@@ -103,6 +109,7 @@ def _pool(ctx: PassContext, memory: Memory, plan: SymbolPlan, started: float) ->
         limits=tuple(limits),
         grace_seconds=s.shutdown_grace_seconds,
         backfill_lane=Limiter(s.backfill_concurrency, ctx.clock),
+        gate=gate,
         leave=syncer.leave,
     )
 
@@ -120,7 +127,7 @@ def _jobs(ctx: PassContext, plan: SymbolPlan, symbols: list[str]) -> list[Job]:
             ctx.settings.sync.backfill_concurrency,
             sum(p.requests for p in backfills),
         )
-    return [Job(p.symbol, rank, p.lane) for rank, p in enumerate(ordered)]
+    return [Job(p.symbol, rank, p.lane, weight=p.weight) for rank, p in enumerate(ordered)]
 
 
 def completed(

@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 
 from coin_sync.backend.errors import BackendError, ErrorKind
-from coin_sync.outcome import SKIP_LEFT_TO_BACKEND, EndReason, SymbolResult, SymbolStatus
-from coin_sync.sync.attempt import Action, Job, decide, limiter_signal
+from coin_sync.outcome import SKIP_DEFERRED, SKIP_LEFT_TO_BACKEND, EndReason, SymbolResult, SymbolStatus
+from coin_sync.sync.attempt import Action, Job, decide, exchange_quota_reason, limiter_signal
 from coin_sync.sync.context import PassContext
+from coin_sync.sync.exchange_gate import ExchangeGate
 from coin_sync.sync.freshness import judged, stamp
 from coin_sync.sync.lanes import Lane
 from coin_sync.sync.limiter import Limiter, Signal
@@ -22,9 +23,17 @@ from coin_sync.sync.pool import Verdict
 
 class SymbolSync:
     def __init__(
-        self, ctx: PassContext, memory: Memory, listing: Listing | None, limiter: Limiter, budget_end: float | None
+        self,
+        ctx: PassContext,
+        memory: Memory,
+        listing: Listing | None,
+        limiter: Limiter,
+        budget_end: float | None,
+        *,
+        gate: ExchangeGate | None = None,
     ) -> None:
         self._ctx = ctx
+        self._gate = gate
         self._memory = memory
         self._listing = listing
         self._limiter = limiter
@@ -44,7 +53,11 @@ class SymbolSync:
             job.error = error
             if error.may_still_run:
                 self._memory.ambiguous(job.symbol)
+            if self._gate is not None and error.status is not None:  # the backend answered
+                self._gate.answered(job.symbol, limited=exchange_quota_reason(error) is not None)
             return self._failed(job, error)
+        if self._gate is not None:
+            self._gate.answered(job.symbol, limited=False)
         ctx.log.info("✓ %s sincronizado: %d nuevos registros", job.symbol, answer.new_records)
         now = ctx.clock.wall()
         listed = None if self._listing is None else self._listing.stamp(job.symbol)
@@ -112,9 +125,15 @@ class SymbolSync:
         )
 
     def abandon(self, job: Job, halted: str | None) -> SymbolResult:
-        """Still queued when the pass stopped: skipped, or failed if it had failed."""
+        """Still queued when the pass stopped: skipped, or failed if it had failed; a
+        backfill the exchange budget held back is deferred to the next pass."""
+        if self._gate is not None and job.calls == 0:
+            self._gate.unsent(job.symbol)
         if job.error is not None and job.failed_attempts:
             return self._fail(job, job.error, " (reintentos cancelados)")
+        if halted is None and job.lane is Lane.BACKFILL and self._gate is not None and self._gate.deferring:
+            shown = "diferido a la próxima pasada: presupuesto del exchange gastado o enfriamiento tras una parada"
+            return self._result(job, SymbolStatus.SKIPPED, error=shown, skip_reason=SKIP_DEFERRED)
         return self._result(job, SymbolStatus.SKIPPED, error=halted)
 
     def _fail(self, job: Job, error: BackendError, note: str) -> SymbolResult:

@@ -20,7 +20,6 @@ from coin_sync.sync.exchange_budget import (
     Spend,
     budget_at,
     cooling_down,
-    estimated_weight,
     probe_not_before,
 )
 from coin_sync.sync.state import AmbiguousSync, FileStateStore, Remembered, state_from_json, state_to_json
@@ -28,14 +27,6 @@ from virtual_clock import VirtualClock
 
 LOG = logging.getLogger("coin_sync.tests.exchange_budget")
 SECOND = timedelta(seconds=1)
-
-
-@pytest.mark.parametrize(
-    ("minutes", "weight"),
-    [(0, 0), (1, 2), (999, 2), (1000, 2), (1001, 4), (3000, 6), (800_000, 1600), (-5, 0)],
-)
-def test_a_sync_weighs_two_per_thousand_minutes_behind(minutes: int, weight: int) -> None:
-    assert estimated_weight(minutes) == weight
 
 
 # (seconds after the start, action, symbol, weight, expected): "admit" asks whether a
@@ -113,8 +104,10 @@ def test_after_a_halt_the_probe_waits_a_minute_and_backfills_cool_down() -> None
     budget.charge("PROBE", 2, halted + 60 * SECOND)
     budget.answered("PROBE", limited=False, now=halted + 60 * SECOND)
     after = budget.memory(halted + 61 * SECOND)
-    assert (after.probe, after.halted_at, after.adapted) == (False, None, 450)
-    assert probe_not_before(after) is None
+    assert (after.probe, after.halted_at, after.adapted) == (False, halted, 450)
+    assert probe_not_before(after) is None and cooling_down(after, halted + 61 * SECOND)
+    later = ExchangeBudget(4800, after, halted + COOL_DOWN)
+    assert later.admits(2, halted + COOL_DOWN) and later.memory(halted + COOL_DOWN).halted_at is None
 
 
 def test_a_probe_the_exchange_still_limits_keeps_the_next_pass_probing() -> None:

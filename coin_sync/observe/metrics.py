@@ -78,6 +78,12 @@ def pass_families(summary: Summary, last_success: float | None) -> list[Metric]:
         _gauge("coin_sync_last_pass_stale_symbols", "Símbolos desactualizados tras la última pasada", t["stale"]),
         _gauge("coin_sync_last_pass_new_records", "Registros nuevos de la última pasada", t["new_records"]),
         _gauge("coin_sync_last_pass_retries", "Reintentos de la última pasada", t["retries"]),
+        _gauge("coin_sync_last_pass_backfills", "Backfills de la última pasada (su carril)", t["backfills"]),
+        _gauge(
+            "coin_sync_last_pass_left_to_backend",
+            "Backfills aún en curso en el backend al acabar la última pasada (dejados al backend)",
+            t["left_to_backend"],
+        ),
         _gauge(
             "coin_sync_last_pass_max_lag_seconds",
             "Mayor retraso tras la última pasada (NaN: desconocido)",

@@ -455,6 +455,7 @@ def test_dashboard_freshness_first_then_passes(helm: Helm) -> None:
         "Símbolos por estado",
         "Nuevos registros",
         "Reintentos",
+        "Backfills",
     ]
     queries = dashboard_queries(board)
     assert queries["Símbolos al día (proporción)/A"] == f"coin_sync:symbols_fresh:ratio{{{SELECTOR}}}"

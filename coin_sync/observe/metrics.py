@@ -78,29 +78,23 @@ def pass_families(summary: Summary, last_success: float | None) -> list[Metric]:
         _gauge("coin_sync_last_pass_stale_symbols", "Símbolos desactualizados tras la última pasada", t["stale"]),
         _gauge("coin_sync_last_pass_new_records", "Registros nuevos de la última pasada", t["new_records"]),
         _gauge("coin_sync_last_pass_retries", "Reintentos de la última pasada", t["retries"]),
+        _gauge("coin_sync_last_pass_backfills", "Backfills de la última pasada (su carril)", t["backfills"]),
+        _gauge(
+            "coin_sync_last_pass_left_to_backend",
+            "Backfills aún en curso en el backend al acabar la última pasada (dejados al backend)",
+            t["left_to_backend"],
+        ),
         _gauge(
             "coin_sync_last_pass_max_lag_seconds",
             "Mayor retraso tras la última pasada (NaN: desconocido)",
             t["max_lag_seconds"],
         ),
     ]
-    exchange = summary.get("exchange") or {}
+    exchange = summary.get("exchange") or {}  # issue 18: the exchange budget
     families += [
-        _gauge(
-            "coin_sync_last_pass_deferred_symbols",
-            "Backfills diferidos a la próxima pasada por el presupuesto del exchange",
-            t.get("deferred", 0),
-        ),
-        _gauge(
-            "coin_sync_last_pass_exchange_weight",
-            "Peso del exchange estimado de las sincronizaciones enviadas en la última pasada",
-            exchange.get("weight"),
-        ),
-        _gauge(
-            "coin_sync_exchange_budget_weight",
-            "Peso por minuto que la última pasada se permitió (EXCHANGE_WEIGHT_PER_MINUTE o el adaptado)",
-            exchange.get("budget"),
-        ),
+        _gauge("coin_sync_last_pass_deferred_symbols", "Backfills diferidos por el presupuesto", t.get("deferred", 0)),
+        _gauge("coin_sync_last_pass_exchange_weight", "Peso del exchange estimado enviado", exchange.get("weight")),
+        _gauge("coin_sync_exchange_budget_weight", "Presupuesto de peso por minuto en vigor", exchange.get("budget")),
     ]
     by_status = GaugeMetricFamily(
         "coin_sync_last_pass_symbols", "Símbolos de la última pasada por estado", labels=["status"]

@@ -138,8 +138,10 @@ class AdaptiveLimiter(Limiter):
             return None if self._short is None else math.exp(self._short)
 
     def _review(self, now: float) -> float | None:
-        typical = LONG_CALL_FLOOR if self._short is None else math.exp(self._short)
-        after = max(LONG_CALL_FLOOR, LONG_CALL_FACTOR * typical)
+        # Before any call ended there is no typical latency: the floor alone.
+        after = (
+            LONG_CALL_FLOOR if self._short is None else max(LONG_CALL_FLOOR, LONG_CALL_FACTOR * math.exp(self._short))
+        )
         upcoming = []
         for seq, ticket in self._open.items():
             if seq in self._long_calls:

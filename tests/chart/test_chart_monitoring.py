@@ -455,6 +455,7 @@ def test_dashboard_freshness_first_then_passes(helm: Helm) -> None:
         "Símbolos por estado",
         "Nuevos registros",
         "Reintentos",
+        "Backfills",
         "Backfills diferidos",
         "Peso del exchange por pasada frente al presupuesto",
     ]

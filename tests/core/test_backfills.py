@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 
+from coin_sync.observe.metrics import render
 from coin_sync.sync.limiter import INITIAL_LIMIT
 from coin_sync.sync.state import MemoryStateStore
 from fake_backend import Call, FakeBackend, generate_symbols, hang_until
@@ -103,6 +104,8 @@ def test_at_the_budget_backfills_are_left_to_the_backend_and_the_next_pass_holds
     (fin,) = first.lines("FIN DE SINCRONIZACIÓN")
     assert fin.endswith(", dejados al backend: 1")
     assert "left_to_backend=1" in first.report.one_line()
+    metrics = render(first.summary, None).decode()
+    assert "coin_sync_last_pass_left_to_backend 1.0" in metrics and "coin_sync_last_pass_backfills 1.0" in metrics
     assert second.code == 0 and second.lines("⏸ NEWUSDT no se envía")
     assert second.summary["totals"]["held"] == 1 and second.summary["totals"]["left_to_backend"] == 0
 

@@ -39,6 +39,8 @@ def _summary(exit_code: int, finished_at: str, **totals: Any) -> dict[str, Any]:
             "stale": 1,
             "freshness_unknown": 1,
             "max_lag_seconds": 700.0,
+            "backfills": 1,
+            "left_to_backend": 1,
             **totals,
         },
         "symbols": [
@@ -67,6 +69,7 @@ def test_the_loop_serves_the_latest_pass_plus_its_counters_after_two_passes() ->
     success = _one(text, "coin_sync_last_success_timestamp_seconds")
     assert success == _one(text, "coin_sync_last_run_timestamp_seconds") - 60
     assert _one(text, "coin_sync_last_pass_symbols", status="failed") == 1
+    assert _one(text, "coin_sync_last_pass_backfills") == _one(text, "coin_sync_last_pass_left_to_backend") == 1
     # Only known freshness has a per-symbol series.
     (per_symbol,) = samples(text, "coin_sync_symbol_last_record_timestamp_seconds")
     assert per_symbol.labels == {"symbol": "BTCUSDT"} and per_symbol.value == 1767226200.0

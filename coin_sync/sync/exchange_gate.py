@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 
 from coin_sync.clock import Clock
 from coin_sync.sync.attempt import Job
-from coin_sync.sync.exchange_budget import ExchangeBudget, ExchangeMemory, probe_not_before
+from coin_sync.sync.exchange_budget import COOL_DOWN, ExchangeBudget, ExchangeMemory, cooling_down, probe_not_before
 from coin_sync.sync.lanes import Lane
 
 # With nothing in flight, how long a pass waits for the budget to make room for the next
@@ -35,6 +35,7 @@ class ExchangeGate:
         self, budget: ExchangeBudget, memory: ExchangeMemory, jobs: list[Job], clock: Clock, log: logging.Logger
     ) -> None:
         self.budget = budget
+        self._memory = memory
         self._catch_ups = sum(j.weight for j in jobs if j.lane is Lane.CATCH_UP)  # still to leave
         self._clock = clock
         self._log = log
@@ -97,6 +98,17 @@ class ExchangeGate:
             frees = self.budget.room_at(self._refused + self._catch_ups, self._clock.wall())
             when = None if frees is None else self._monotonic(frees)
             return when if when is not None and when - self._clock.now() <= PATIENCE_SECONDS else None
+
+    def deferral_note(self) -> str:
+        """Why backfills are deferred, in the words of the log."""
+        now = self._clock.wall()
+        if cooling_down(self._memory, now) and self._memory.halted_at is not None:
+            until = (self._memory.halted_at + COOL_DOWN).astimezone(UTC).strftime("%H:%M:%S")
+            return f"enfriamiento tras la parada por cuota del exchange (hasta las {until} UTC)"
+        return (
+            f"presupuesto del exchange de {self.budget.limit} de peso por minuto, {self.budget.window(now)} ya "
+            f"estimados en el último minuto"
+        )
 
     @property
     def deferring(self) -> bool:

@@ -11,7 +11,7 @@ from dataclasses import replace
 from coin_sync.backend.health import wait_until_healthy
 from coin_sync.clock import Clock
 from coin_sync.config.settings import Settings
-from coin_sync.outcome import EndReason, PassReport, SymbolResult, SymbolStatus
+from coin_sync.outcome import SKIP_DEFERRED, EndReason, PassReport, SymbolResult, SymbolStatus
 from coin_sync.stop import Interrupted
 from coin_sync.sync.attempt import Job
 from coin_sync.sync.context import PassContext
@@ -58,6 +58,9 @@ def run_pass(ctx: PassContext) -> PassReport:
             results: list[SymbolResult] = []
             try:
                 results, reason = pool.run(jobs)
+                deferred = sum(1 for r in results if r.skip_reason == SKIP_DEFERRED)
+                if deferred:
+                    log.info("⏭ %d backfills diferidos a la próxima pasada: %s", deferred, gate.deferral_note())
                 report.concurrency_max, report.concurrency_final = pool.limiter.peak, pool.limiter.limit
                 # Held symbols too: one held pass after pass is the one most likely stuck.
                 results += memory.held_results()

@@ -51,6 +51,8 @@ def test_backfills_past_the_budget_are_deferred_and_the_pass_exits_0(run_pass) -
         assert first.summary["exchange"] == {"budget": 20, "weight": 18}
         assert sum(len(backend.sync_calls(s)) for s in NEW) == 2
         assert all(len(backend.sync_calls(s)) == 1 for s in CURRENT)
+        (note,) = first.lines("⏭ 3 backfills diferidos a la próxima pasada")
+        assert "presupuesto del exchange de 20 de peso por minuto, 18 ya estimados" in note
         fin = first.lines("FIN DE SINCRONIZACIÓN")[0]
         assert fin.endswith("diferidos: 3") and "código de salida: 0 (ok)" in fin
 
@@ -135,6 +137,7 @@ def test_backfills_stay_paused_during_the_cool_down_while_catch_ups_go(run_pass)
         assert [len(backend.sync_calls(s)) for s in CURRENT] == [1, 1, 1]  # catch-ups go
         assert not any(backend.sync_calls(s) for s in NEW)  # backfills wait: deferred
         assert _deferred(first.summary) == sorted(NEW)
+        assert "enfriamiento tras la parada por cuota" in first.lines("⏭ 5 backfills diferidos")[0]
 
         clock.advance((halted + COOL_DOWN - clock.wall()).total_seconds())
         second = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)

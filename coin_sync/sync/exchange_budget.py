@@ -27,6 +27,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 WINDOW = timedelta(seconds=60)  # Binance counts weight per minute
+# One sync fetches its pages one after another, each >= ~50 ms at Binance plus the
+# backend's fixed 0.1 s pause: at most ~400 requests (800 weight) a minute. A larger
+# estimate is charged in slices of this much, one per minute.
+SYNC_WEIGHT_PER_MINUTE = 800
 RECOVERY_HOLD = timedelta(minutes=30)
 RECOVERY_SHARE = 0.01  # of the setting, per minute once the hold is over
 PROBE_QUIET = timedelta(seconds=60)
@@ -43,7 +47,7 @@ class Spend:
 class ExchangeMemory:
     """What a pass leaves for the next ones (coin_sync/sync/state.py keeps it)."""
 
-    spent: tuple[Spend, ...] = ()  # charges of the last WINDOW
+    spent: tuple[Spend, ...] = ()  # charges of the last WINDOW, and slices still to come
     adapted: int | None = None  # the budget the last limit left; None: the setting
     adapted_at: datetime | None = None
     halted_at: datetime | None = None  # the last quota halt (cool-down)
@@ -78,6 +82,17 @@ def _within(spent: list[Spend], now: datetime) -> list[Spend]:
     return [s for s in spent if now - WINDOW < s.at <= now]
 
 
+def _live(spent: list[Spend], now: datetime) -> list[Spend]:
+    """In the window now or later (the slices of a long sync still to come)."""
+    return [s for s in spent if now - WINDOW < s.at]
+
+
+def slices(weight: int, now: datetime) -> list[Spend]:
+    """A sync's estimate as it reaches the exchange: SYNC_WEIGHT_PER_MINUTE a minute at most."""
+    parts = range(0, weight, SYNC_WEIGHT_PER_MINUTE)
+    return [Spend(now + i * WINDOW, min(SYNC_WEIGHT_PER_MINUTE, weight - start)) for i, start in enumerate(parts)]
+
+
 class ExchangeBudget:
     """One pass's view of the budget. Thread-safe: the coordinator admits and charges,
     workers report the exchange's answers."""
@@ -86,8 +101,8 @@ class ExchangeBudget:
         self.setting = setting
         self._memory = memory
         self._lock = threading.Lock()
-        self._spent: list[Spend] = _within(list(memory.spent), now)
-        self._charges: dict[str, Spend] = {}  # this pass's, by symbol
+        self._spent: list[Spend] = _live(list(memory.spent), now)
+        self._charges: dict[str, list[Spend]] = {}  # this pass's, by symbol
         self._limited_at: datetime | None = None
         self._probed = False
         self.limit = budget_at(setting, memory, now)
@@ -98,15 +113,16 @@ class ExchangeBudget:
         with self._lock:
             return sum(s.weight for s in _within(self._spent, now))
 
-    def admits(self, weight: int, now: datetime) -> bool:
-        """May a backfill of `weight` be dispatched now?"""
+    def admits(self, weight: int, now: datetime, reserved: int = 0) -> bool:
+        """May a backfill of `weight` be dispatched now, `reserved` more being due first?"""
         if cooling_down(self._memory, now) or self._limited_at is not None:
             return False
-        return self.window(now) + weight <= self.limit
+        return self.window(now) + min(weight, SYNC_WEIGHT_PER_MINUTE) + reserved <= self.limit
 
-    def room_at(self, weight: int, now: datetime) -> datetime | None:
+    def room_at(self, weight: int, now: datetime, reserved: int = 0) -> datetime | None:
         """The first moment from `now` a backfill of `weight` would be admitted (the
         charges of the window age out); None when it never will in this pass."""
+        weight = min(weight, SYNC_WEIGHT_PER_MINUTE) + reserved
         if self._limited_at is not None or weight > self.limit:
             return None
         start = now
@@ -125,10 +141,10 @@ class ExchangeBudget:
 
     def charge(self, symbol: str, weight: int, now: datetime) -> None:
         """`symbol` was dispatched with this estimate (a catch-up, or an admitted backfill)."""
-        spend = Spend(now, weight)
+        parts = slices(weight, now)
         with self._lock:
-            self._spent.append(spend)
-            self._charges[symbol] = spend
+            self._spent += parts
+            self._charges[symbol] = parts
             self.charged += weight
 
     def answered(self, symbol: str, limited: bool, now: datetime) -> None:
@@ -145,8 +161,7 @@ class ExchangeBudget:
     def refund(self, symbol: str) -> None:
         """`symbol` was charged but its weight not spent (refused, or never sent)."""
         with self._lock:
-            spend = self._charges.pop(symbol, None)
-            if spend is not None:
+            for spend in self._charges.pop(symbol, []):
                 self._spent.remove(spend)
                 self.charged -= spend.weight
 
@@ -157,7 +172,7 @@ class ExchangeBudget:
     def memory(self, now: datetime) -> ExchangeMemory:
         """What to remember for the next passes, as of the end of this pass."""
         with self._lock:
-            spent = tuple(_within(self._spent, now))
+            spent = tuple(_live(self._spent, now))
             limited_at = self._limited_at
             probed = self._probed
             # What the exchange served in the minute up to the limit.

@@ -54,7 +54,7 @@ class ExchangeGate:
             now = self._clock.wall()
             if self._probe_at is not None and (self._probe is not None or self._clock.now() < self._probe_at):
                 return False
-            if job.lane is Lane.BACKFILL and not self.budget.admits(job.weight + self._catch_ups, now):
+            if job.lane is Lane.BACKFILL and not self.budget.admits(job.weight, now, self._catch_ups):
                 self._refused = job.weight
                 return False
             if job.lane is Lane.BACKFILL:
@@ -95,7 +95,7 @@ class ExchangeGate:
                 return self._probe_at if self._probe is None else None
             if self._refused is None:
                 return None
-            frees = self.budget.room_at(self._refused + self._catch_ups, self._clock.wall())
+            frees = self.budget.room_at(self._refused, self._clock.wall(), self._catch_ups)
             when = None if frees is None else self._monotonic(frees)
             return when if when is not None and when - self._clock.now() <= PATIENCE_SECONDS else None
 

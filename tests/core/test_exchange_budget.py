@@ -62,6 +62,20 @@ def test_backfills_are_admitted_while_the_last_minute_stays_within_the_budget() 
     assert budget.charged == 400
 
 
+def test_a_long_backfill_is_charged_in_slices_of_a_minute() -> None:
+    clock = VirtualClock()
+    start = clock.wall()
+    budget = ExchangeBudget(4800, ExchangeMemory(), start)
+    assert budget.admits(1600, start, reserved=4000)  # only its first minute counts now: 800
+    assert not budget.admits(1600, start, reserved=4001)
+    budget.charge("NEWUSDT", 1700, start)  # ~850 requests: 800 + 800 + 100
+    assert budget.window(start) == 800 and budget.charged == 1700
+    remembered = budget.memory(start + 30 * SECOND)
+    for minutes, expected in [(1, 800), (2, 100), (3, 0)]:
+        later = start + timedelta(minutes=minutes) + SECOND
+        assert ExchangeBudget(4800, remembered, later).window(later) == expected, minutes
+
+
 def test_a_limit_adapts_the_budget_to_what_was_spent_and_it_recovers_slowly() -> None:
     clock = VirtualClock()
     budget = ExchangeBudget(4800, ExchangeMemory(), clock.wall())

@@ -360,7 +360,11 @@ def main() -> int:
         print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPU\n")
         for number, scenario in enumerate(scenarios, 1):
             if not wanted or number in wanted:
-                scenario(Path(tmp))
+                # Its own LOG_DIR, so its own STATE_FILE: a quota halt in one scenario
+                # must not make the next one's first pass probe.
+                work = Path(tmp) / str(number)
+                work.mkdir()
+                scenario(work)
     return 0
 
 

@@ -28,6 +28,9 @@ from coin_sync.sync.lanes import Lane
 # backfill (the previous pass's charges age out a minute after they were made, at about
 # the pace this pass started): past that, the backfills left are deferred.
 PATIENCE_SECONDS = 5.0
+# How long the probe alone holds the others back: the exchange refuses within a fraction
+# of a second, so a probe still unanswered then met no limit (a slow backend, a long sync).
+PROBE_ANSWER_SECONDS = 5.0
 
 
 class ExchangeGate:
@@ -42,7 +45,14 @@ class ExchangeGate:
         self._lock = threading.Lock()
         probe_from = probe_not_before(memory)
         self._probe_at = None if probe_from is None else self._monotonic(probe_from)
+        if probe_from is not None and probe_from > clock.wall():
+            log.info(
+                "La pasada anterior se detuvo por la cuota del exchange: la sonda espera hasta las %s UTC (un minuto "
+                "después), y nada sale antes",
+                probe_from.astimezone(UTC).strftime("%H:%M:%S"),
+            )
         self._probe: str | None = None  # the probe's symbol once it left
+        self._probe_until = 0.0  # the others wait for its answer until then
         self._admitted: set[str] = set()
         self._refused: int | None = None  # the weight of the backfill last refused (None: none waits)
 
@@ -52,6 +62,12 @@ class ExchangeGate:
             if job.symbol in self._admitted:
                 return True
             now = self._clock.wall()
+            if self._probe_at is not None and self._probe is not None and self._clock.now() >= self._probe_until:
+                self._probe_at, self._probe = None, None
+                self._log.info(
+                    "La sonda sigue en curso tras %.0f s sin límite del exchange: se abre la pasada",
+                    PROBE_ANSWER_SECONDS,
+                )
             if self._probe_at is not None and (self._probe is not None or self._clock.now() < self._probe_at):
                 return False
             if job.lane is Lane.BACKFILL and not self.budget.admits(job.weight, now, self._catch_ups):
@@ -63,6 +79,7 @@ class ExchangeGate:
                 self._catch_ups -= job.weight
             if self._probe_at is not None:
                 self._probe = job.symbol
+                self._probe_until = self._clock.now() + PROBE_ANSWER_SECONDS
                 self._log.warning(
                     "Sonda tras la parada por cuota del exchange: una sola sincronización (%s) y nada más hasta su "
                     "respuesta",
@@ -92,7 +109,7 @@ class ExchangeGate:
         this pass (or not within PATIENCE_SECONDS: the rest are deferred)."""
         with self._lock:
             if self._probe_at is not None:
-                return self._probe_at if self._probe is None else None
+                return self._probe_at if self._probe is None else self._probe_until
             if self._refused is None:
                 return None
             frees = self.budget.room_at(self._refused, self._clock.wall(), self._catch_ups)

@@ -51,7 +51,9 @@ def run_pass(ctx: PassContext) -> PassReport:
         if reason is None:
             assert memory is not None
             jobs = _jobs(ctx, plan, memory.send)
-            budget = ExchangeBudget(s.sync.exchange_weight_per_minute, memory.exchange, clock.wall())
+            # Shards run at once against one backend, one IP: each gets its share.
+            share = max(1, s.sync.exchange_weight_per_minute // s.sync.shard_count)
+            budget = ExchangeBudget(share, memory.exchange, clock.wall())
             gate = ExchangeGate(budget, memory.exchange, jobs, clock, log)
             pool = _pool(ctx, memory, plan, started, gate)
             log.info("Sincronizando %d símbolos (concurrencia %s)", len(jobs), _shown_concurrency(s))

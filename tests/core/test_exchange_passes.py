@@ -6,12 +6,15 @@ and remembered across passes (STATE_FILE), the probe after a halt, the cool-down
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
 from coin_sync.sync.exchange_budget import COOL_DOWN, PROBE_QUIET, ExchangeMemory
+from coin_sync.sync.exchange_gate import PROBE_ANSWER_SECONDS
 from coin_sync.sync.state import FileStateStore, MemoryStateStore, Remembered
-from fake_backend import FIRST_RECORD, FakeBackend, exchange_error
+from fake_backend import FIRST_RECORD, FakeBackend, exchange_error, hang_until
 from fake_exchange import ExchangeLimit
 from virtual_clock import VirtualClock
 
@@ -69,6 +72,14 @@ def test_backfills_past_the_budget_are_deferred_and_the_pass_exits_0(run_pass) -
         assert backend.exchange is not None and backend.exchange.limited == 0
 
 
+def test_each_shard_spends_its_share_of_the_budget(run_pass) -> None:  # type: ignore[no-untyped-def]
+    clock = VirtualClock(wall_start=START)
+    env = {"SYMBOLS_INCLUDE": ",".join(NEW), "EXCHANGE_WEIGHT_PER_MINUTE": "40", "SHARD_COUNT": "2"}
+    with _backend(clock) as backend:
+        run = run_pass(clock=clock, BACKEND_URL=backend.url, SHARD_INDEX="0", **env)
+    assert run.summary["exchange"]["budget"] == 20
+
+
 def test_a_limit_adapts_the_budget_which_the_next_passes_remember(run_pass, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     clock = VirtualClock(wall_start=START)
     state = FileStateStore(tmp_path / "state.json", LOG)  # what a new pod reads back
@@ -110,6 +121,7 @@ def test_after_a_halt_the_probe_is_one_call_and_the_pass_stops_if_still_limited(
         clock.advance(20)  # the next pass starts 20 s after the halt
         second = run_pass(clock=clock, state=state, BACKEND_URL=backend.url)
         assert second.code == 4 and len(backend.sync_calls()) == 1  # the probe, then nothing
+        assert second.lines("la sonda espera hasta las 00:01:00 UTC (un minuto después)")
         (probe,) = second.lines("Sonda tras la parada")
         assert "una sola sincronización" in probe
         assert state.state.exchange.probe and state.state.exchange.halted_at is not None
@@ -143,3 +155,34 @@ def test_backfills_stay_paused_during_the_cool_down_while_catch_ups_go(run_pass)
         second = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
         assert second.code == 0 and all(backend.sync_calls(s) for s in NEW)
         assert not _deferred(second.summary) and state.state.exchange.halted_at is None
+
+
+def test_a_probe_that_takes_long_holds_the_others_back_only_a_few_seconds(run_pass) -> None:  # type: ignore[no-untyped-def]
+    clock = VirtualClock(wall_start=START)
+    halted = clock.wall() - PROBE_QUIET - timedelta(seconds=1)
+    state = MemoryStateStore(Remembered(exchange=ExchangeMemory(halted_at=halted, probe=True)))
+    release = threading.Event()
+    with FakeBackend(CURRENT, clock=clock.wall) as backend:
+        backend.script("BTCUSDT", hang_until(release))  # the probe: no answer for a while
+
+        def others_answered() -> bool:
+            calls = [backend.sync_calls(s) for s in CURRENT[1:]]
+            return all(c and c[0].finished is not None for c in calls)
+
+        def answer_the_probe_after_the_others() -> None:
+            end = time.monotonic() + 10  # a pass that waited for the probe fails below
+            while not others_answered() and time.monotonic() < end:
+                time.sleep(0.02)
+            release.set()
+
+        threading.Thread(target=answer_the_probe_after_the_others, daemon=True).start()
+        run = run_pass(clock=clock, state=state, BACKEND_URL=backend.url)
+        probe, *others = (backend.sync_calls(s)[0] for s in CURRENT)
+    assert (
+        run.code == 0
+        and run.lines("Sonda tras la parada")
+        and run.lines(f"La sonda sigue en curso tras {PROBE_ANSWER_SECONDS:.0f} s")
+    )
+    # The others were answered while the probe was still in flight.
+    assert probe.finished is not None and all(c.finished is not None and c.finished < probe.finished for c in others)
+    assert not state.state.exchange.probe  # it was answered in the end: served

@@ -80,6 +80,7 @@ class Job:
     symbol: str
     rank: int  # dispatch order: lower first
     lane: Lane = Lane.CATCH_UP
+    requests: int = 1  # exchange requests its sync should cost (coin_sync.sync.lanes)
     calls: int = 0  # requests sent
     requeues: int = 0  # of those, rejected for overload (not failed attempts)
     began: float | None = None

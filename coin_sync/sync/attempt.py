@@ -81,6 +81,7 @@ class Job:
     rank: int  # dispatch order: lower first
     lane: Lane = Lane.CATCH_UP
     requests: int = 1  # exchange requests its sync should cost (coin_sync.sync.lanes)
+    left: bool = False  # left to the backend at the budget: the pass no longer waits for it
     calls: int = 0  # requests sent
     requeues: int = 0  # of those, rejected for overload (not failed attempts)
     began: float | None = None

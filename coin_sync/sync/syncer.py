@@ -19,6 +19,8 @@ from coin_sync.sync.listing import Listing
 from coin_sync.sync.memory import Memory
 from coin_sync.sync.pool import Verdict
 
+LATE = Verdict(Signal.NEUTRAL)  # the answer of a sync the pass already left to the backend
+
 
 class SymbolSync:
     def __init__(
@@ -41,10 +43,16 @@ class SymbolSync:
         try:
             answer = ctx.client.sync(job.symbol)
         except BackendError as error:
+            if job.left:
+                return LATE
             job.error = error
             if error.may_still_run:
                 self._memory.ambiguous(job.symbol)
             return self._failed(job, error)
+        if job.left:
+            # Its answer came after the pass left it to the backend (and maybe after the
+            # FIN line): the next pass reads what it stored from /api/symbols.
+            return LATE
         ctx.log.info("✓ %s sincronizado: %d nuevos registros", job.symbol, answer.new_records)
         now = ctx.clock.wall()
         listed = None if self._listing is None else self._listing.stamp(job.symbol)

@@ -9,7 +9,7 @@ and the pass in a child, so they share the machine's cores, as in a small cluste
 1. 2,000 symbols, lognormal latency (median 150 ms, p99 800 ms), defaults: wall time
    against the budget (<= 0.5 of a 50 s budget) and the ideal max(longest, sum / 64)
    (>= 0.7 of it).
-2. A backend capped at 16 in flight (500 beyond), 2,000 x 100 ms, defaults: throughput
+2. A backend capped at 16 in flight (503 beyond), 2,000 x 100 ms, defaults: throughput
    >= 0.85 of 16 / 100 ms, rejected calls <= 2 %.
 3. 300 x 50 ms: defaults against SYNC_CONCURRENCY=1 (>= 6x) and =8 (>= 0.95 of it).
 4. 200 symbols, 5 of 30 s listed last, the rest 100 ms: makespan <= 1.1 x max(longest,
@@ -102,7 +102,7 @@ def capped(work: Path) -> None:
     span = max(c.finished or 0.0 for c in done) - min(c.started for c in done)
     throughput = 2000 / span
     share = rejected / calls
-    print("2) backend con tope de 16 en curso (500 más allá), 2.000 símbolos x 100 ms, valores por defecto")
+    print("2) backend con tope de 16 en curso (503 más allá), 2.000 símbolos x 100 ms, valores por defecto")
     print(
         f"   pasada: {m.duration:.2f} s, sincronizando {span:.2f} s ({concurrency(m)}); "
         f"{throughput:.1f} sinc/s de 160 posibles: "

@@ -23,7 +23,7 @@ from enum import Enum
 from coin_sync.backend.errors import BackendError, ErrorKind
 from coin_sync.backend.exchange import Verdict as ExchangeVerdict
 from coin_sync.backend.retry import RetryPolicy, honouring_retry_after
-from coin_sync.sync.lanes import Lane
+from coin_sync.sync.lanes import REQUEST_WEIGHT, Lane
 from coin_sync.sync.limiter import Signal
 
 # What the limiter reads as load (it backs off); only REQUEUE_STATUSES skip the count.
@@ -80,12 +80,18 @@ class Job:
     symbol: str
     rank: int  # dispatch order: lower first
     lane: Lane = Lane.CATCH_UP
-    weight: int = 0  # the exchange weight its sync is estimated to cost (coin_sync/sync/lanes.py)
+    requests: int = 1  # exchange requests its sync should cost (coin_sync.sync.lanes)
+    left: bool = False  # left to the backend at the budget: the pass no longer waits for it
     calls: int = 0  # requests sent
     requeues: int = 0  # of those, rejected for overload (not failed attempts)
     began: float | None = None
     error: BackendError | None = None  # the last failure
     delays: Iterator[float] | None = field(default=None, repr=False)
+
+    @property
+    def weight(self) -> int:
+        """The exchange weight its sync should cost."""
+        return self.requests * REQUEST_WEIGHT
 
     @property
     def attempts(self) -> int:

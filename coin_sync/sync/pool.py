@@ -249,6 +249,7 @@ class Pool:
             return
         for symbol, job in list(self._in_flight.items()):
             if job.lane is Lane.BACKFILL:
+                job.left = True
                 del self._in_flight[symbol]
                 self._left.add(symbol)
                 self._results[symbol] = self._leave(job)

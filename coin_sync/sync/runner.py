@@ -132,7 +132,7 @@ def _jobs(ctx: PassContext, plan: SymbolPlan, symbols: list[str]) -> list[Job]:
             ctx.settings.sync.backfill_concurrency,
             sum(p.requests for p in backfills),
         )
-    return [Job(p.symbol, rank, p.lane, weight=p.weight) for rank, p in enumerate(ordered)]
+    return [Job(p.symbol, rank, p.lane, p.requests) for rank, p in enumerate(ordered)]
 
 
 def completed(

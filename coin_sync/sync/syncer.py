@@ -20,6 +20,8 @@ from coin_sync.sync.listing import Listing
 from coin_sync.sync.memory import Memory
 from coin_sync.sync.pool import Verdict
 
+LATE = Verdict(Signal.NEUTRAL)  # the answer of a sync the pass already left to the backend
+
 
 class SymbolSync:
     def __init__(
@@ -50,6 +52,8 @@ class SymbolSync:
         try:
             answer = ctx.client.sync(job.symbol)
         except BackendError as error:
+            if job.left:
+                return LATE
             job.error = error
             if error.may_still_run:
                 self._memory.ambiguous(job.symbol)
@@ -58,6 +62,10 @@ class SymbolSync:
             return self._failed(job, error)
         if self._gate is not None:
             self._gate.answered(job.symbol, limited=False)
+        if job.left:
+            # Its answer came after the pass left it to the backend (and maybe after the
+            # FIN line): the next pass reads what it stored from /api/symbols.
+            return LATE
         ctx.log.info("✓ %s sincronizado: %d nuevos registros", job.symbol, answer.new_records)
         now = ctx.clock.wall()
         listed = None if self._listing is None else self._listing.stamp(job.symbol)

@@ -121,3 +121,30 @@ def test_catch_ups_in_flight_at_the_budget_are_still_waited_for(run_pass) -> Non
     assert run.code == 0, run.log_lines
     eth = next(s for s in run.summary["symbols"] if s["symbol"] == "ETHUSDT")
     assert eth["status"] == "ok" and run.summary["totals"]["left_to_backend"] == 0
+
+
+def test_a_left_backfill_that_answers_before_the_pass_ends_is_not_logged_as_synced(run_pass) -> None:  # type: ignore[no-untyped-def]
+    """Left to the backend, its answer is no longer the pass's: no "✓ ... sincronizado"
+    line (it could land after FIN), no second result."""
+    backfill, catch_up = threading.Event(), threading.Event()
+    clock = VirtualClock()
+    with FakeBackend(symbols=2, clock=clock.wall) as backend:
+        backend.add_new_symbol("NEWUSDT")
+        backend.script("NEWUSDT", hang_until(backfill))
+        backend.script("ETHUSDT", hang_until(catch_up))  # still in flight at the budget: waited for
+
+        def release_the_catch_up_after_the_backfill_answered() -> None:
+            end = time.monotonic() + 20
+            while time.monotonic() < end and not any(c.finished for c in backend.sync_calls("NEWUSDT")):
+                time.sleep(0.01)
+            catch_up.set()
+
+        clock.after(45, backfill.set)  # after the budget (40 s) left it
+        threading.Thread(target=release_the_catch_up_after_the_backfill_answered, daemon=True).start()
+        run = run_pass(clock=clock, BACKEND_URL=backend.url, SYMBOLS_INCLUDE="NEWUSDT", PASS_BUDGET_SECONDS="40")
+        assert backend.sync_calls("NEWUSDT")[0].status == 200
+    assert run.code == 0, run.log_lines
+    assert run.lines("⧗ NEWUSDT") and not run.lines("✓ NEWUSDT sincronizado")
+    assert [s["symbol"] for s in run.summary["symbols"]].count("NEWUSDT") == 1
+    eth = next(s for s in run.summary["symbols"] if s["symbol"] == "ETHUSDT")
+    assert eth["status"] == "ok"

@@ -93,7 +93,8 @@ def test_a_pass_dispatches_catch_ups_oldest_first_and_the_backfill_beside_them(r
     clock = VirtualClock()
     lags = {"ETHUSDT": 3 * 3600, "BNBUSDT": 600, "SOLUSDT": 3 * 3600}
     symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT"]
-    with FakeBackend(symbols=symbols, lags=lags, clock=clock.wall) as backend:
+    # 50 ms a sync: five catch-ups one after another take long enough to tell "beside".
+    with FakeBackend(symbols=symbols, lags=lags, clock=clock.wall, latency=0.05) as backend:
         backend.add_new_symbol("NEWCOINUSDT", backfill=0.5)
         run = run_pass(clock=clock, BACKEND_URL=backend.url, SYNC_CONCURRENCY="1", SYMBOLS_INCLUDE="NEWCOINUSDT")
         calls = backend.sync_calls()

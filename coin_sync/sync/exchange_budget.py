@@ -3,10 +3,11 @@ to spend, and what a quota halt leaves for the next passes.
 
 The backend spends 2 weight per exchange request (klines); Binance allows an IP 6,000
 weight a minute (../shared/backend-contract.md). Each sync is estimated from its lag
-(coin_sync/sync/lanes.py: ceil(minutes behind / 1000) requests) and charged when dispatched. Catch-ups always go;
+(coin_sync/sync/lanes.py: ceil(minutes behind / 1000) requests) and charged when it is
+dispatched, a long one in slices of SYNC_WEIGHT_PER_MINUTE a minute. Catch-ups always go;
 a backfill goes only while the estimate of the last WINDOW (this pass's charges and the
-earlier passes' ones, remembered) plus its own stays within the budget; the others are
-deferred to the next pass.
+earlier passes' ones, remembered) plus what is reserved for catch-ups plus its own slice
+stays within the budget; the others are deferred to the next pass.
 
 When the exchange limits anyway (its real limit is lower: a shared IP, other clients of
 the backend), the budget drops to what was spent in the minute that met the limit, holds

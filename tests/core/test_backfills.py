@@ -5,6 +5,7 @@ in flight are left to the backend and the next pass holds them."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -148,3 +149,23 @@ def test_a_left_backfill_that_answers_before_the_pass_ends_is_not_logged_as_sync
     assert [s["symbol"] for s in run.summary["symbols"]].count("NEWUSDT") == 1
     eth = next(s for s in run.summary["symbols"] if s["symbol"] == "ETHUSDT")
     assert eth["status"] == "ok"
+
+
+def test_the_program_exits_at_its_budget_with_a_backfill_still_running(run_cli) -> None:  # type: ignore[no-untyped-def]
+    """As the CronJob runs it: the process ends (exit 0) while the backend still runs the
+    backfill, remembers it in STATE_FILE, and the next process holds it."""
+    release = threading.Event()
+    with FakeBackend(symbols=3) as backend:
+        backend.add_new_symbol("NEWUSDT")
+        backend.script("NEWUSDT", hang_until(release))
+        first = run_cli(BACKEND_URL=backend.url, SYMBOLS_INCLUDE="NEWUSDT", PASS_BUDGET_SECONDS="1")
+        still_running = backend.sync_calls("NEWUSDT")[0].finished is None
+        second = run_cli(BACKEND_URL=backend.url, SYMBOLS_INCLUDE="NEWUSDT", PASS_BUDGET_SECONDS="1")
+        sent = len(backend.sync_calls("NEWUSDT"))
+        release.set()
+    assert still_running and sent == 1
+    assert first.code == 0, first.stdout + first.stderr
+    (fin,) = first.lines("FIN DE SINCRONIZACIÓN")
+    assert fin.endswith(", dejados al backend: 1") and first.lines("⧗ NEWUSDT")
+    assert "NEWUSDT" in json.loads((first.log_dir / ".coin-sync-state.json").read_text())["ambiguous"]
+    assert second.code == 0 and second.lines("⏸ NEWUSDT no se envía")

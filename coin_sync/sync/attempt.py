@@ -82,6 +82,7 @@ class Job:
     lane: Lane = Lane.CATCH_UP
     requests: int = 1  # exchange requests its sync should cost (coin_sync.sync.lanes)
     left: bool = False  # left to the backend at the budget: the pass no longer waits for it
+    deferred: bool = False  # a backfill still queued when the pass budget ran out: the next pass sends it
     calls: int = 0  # requests sent
     requeues: int = 0  # of those, rejected for overload (not failed attempts)
     began: float | None = None

@@ -3,10 +3,8 @@ policy.
 
 Catch-ups are dispatched first, under the (adaptive) limiter; backfills run beside them
 in their own lane, a fixed number of slots (BACKFILL_CONCURRENCY), so a backfill can never
-take a catch-up's slot. Every job passes the gate before it leaves (the exchange budget,
-coin_sync/sync/exchange_gate.py): one it holds back stays first in its lane, the pool
-wakes when the gate says it may leave, and what is still held when nothing else can
-happen is handed to `abandon` at the end.
+take a catch-up's slot. Every job passes the gate (the exchange budget, sync/exchange_gate.py)
+before it leaves: one it holds back stays first in its lane until the gate lets it go.
 
 The coordinator (the caller's thread, where signals land) owns the queue and decides:
 it hands a symbol to a worker when the symbol's time has come and the limiter has room,
@@ -17,10 +15,9 @@ next. A symbol is either queued or in flight, never both, so it is never in flig
 Everyone waits on the pass's Stop: a deadline, the budget, a lost backend, the exchange's
 quota or a signal sets it, and then nothing more is dispatched. After a signal, what is
 in flight may finish within the shutdown grace; what is still running then is abandoned
-as interrupted. When a limit that leaves backfills (the pass budget) is reached, the
-backfills in flight are handed to `leave` at once: the backend finishes them (nothing is
-cancelled or re-sent) and the pass ends without waiting for them. What is still queued at
-the end is handed to `abandon`.
+as interrupted. At the pass budget the backfills in flight go to `leave` at once (the
+backend finishes them: nothing is cancelled or re-sent) and the queued ones are deferred.
+What is still queued at the end is handed to `abandon`.
 """
 
 from __future__ import annotations
@@ -115,6 +112,7 @@ class Pool:
         self._in_flight: dict[str, Job] = {}
         self._results: dict[str, SymbolResult] = {}
         self._left: set[str] = set()  # left to the backend: their late verdicts are ignored
+        self._budget_hit = False  # the pass budget ran out (backfills left or deferred)
         self._halted: str | None = None
         self._work: queue.SimpleQueue[tuple[Job, Ticket] | None] = queue.SimpleQueue()
         self._done_lock = threading.Lock()
@@ -139,7 +137,7 @@ class Pool:
         finally:
             for _ in range(workers):
                 self._work.put(None)
-        left = self._queued()
+        left = self._queued(backfills=not self._budget_hit)
         results = self._ordered_results()
         return results, self._end_reason(results, left)
 
@@ -187,8 +185,10 @@ class Pool:
             self._stop, lambda: bool(self._done) or (self._stop.is_set(), self._stop.signum) != was, timeout
         )
 
-    def _queued(self) -> bool:
-        return any(self._ready.values()) or bool(self._waiting)
+    def _queued(self, backfills: bool = True) -> bool:
+        """Is anything still to send (backfills aside: at the pass budget they are deferred)?"""
+        ready = any(heap for lane, heap in self._ready.items() if backfills or lane is not Lane.BACKFILL)
+        return ready or any(backfills or job.lane is not Lane.BACKFILL for _, _, job in self._waiting)
 
     def _dispatch(self, now: float) -> None:
         while self._waiting and self._waiting[0][0] <= now:
@@ -241,10 +241,14 @@ class Pool:
                 self._stop.request(EndReason.DEADLINE)
                 self._log.warning("%s: no se despachan más símbolos; %d en curso", limit.message, len(self._in_flight))
             if limit.leave_backfills and self._stop.signum is None:
+                self._budget_hit = True
                 self._leave_backfills()
 
     def _leave_backfills(self) -> None:
-        """The backfills in flight finish in the backend; the pass does not wait for them."""
+        """The backfills in flight finish in the backend; the pass does not wait for them.
+        The ones that had not left yet are deferred to the next pass."""
+        for _, job in self._ready[Lane.BACKFILL]:
+            job.deferred = True
         if self._leave is None:
             return
         for symbol, job in list(self._in_flight.items()):

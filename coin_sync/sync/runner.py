@@ -62,7 +62,8 @@ def run_pass(ctx: PassContext) -> PassReport:
                 results, reason = pool.run(jobs)
                 deferred = sum(1 for r in results if r.skip_reason == SKIP_DEFERRED)
                 if deferred:
-                    log.info("⏭ %d backfills diferidos a la próxima pasada: %s", deferred, gate.deferral_note())
+                    why = gate.deferral_note() if gate.deferring else "el presupuesto de la pasada se agotó antes"
+                    log.info("⏭ %d backfills diferidos a la próxima pasada: %s", deferred, why)
                 report.concurrency_max, report.concurrency_final = pool.limiter.peak, pool.limiter.limit
                 # Held symbols too: one held pass after pass is the one most likely stuck.
                 results += memory.held_results()

@@ -23,6 +23,9 @@ from coin_sync.sync.pool import Verdict
 LATE = Verdict(Signal.NEUTRAL)  # the answer of a sync the pass already left to the backend
 
 
+DEFERRED_AT_BUDGET = "el presupuesto de la pasada se agotó antes de que saliera"
+
+
 class SymbolSync:
     def __init__(
         self,
@@ -139,10 +142,20 @@ class SymbolSync:
             self._gate.unsent(job.symbol)
         if job.error is not None and job.failed_attempts:
             return self._fail(job, job.error, " (reintentos cancelados)")
-        if halted is None and job.lane is Lane.BACKFILL and self._gate is not None and self._gate.deferring:
-            shown = "diferido a la próxima pasada: presupuesto del exchange gastado o enfriamiento tras una parada"
-            return self._result(job, SymbolStatus.SKIPPED, error=shown, skip_reason=SKIP_DEFERRED)
+        why = self._deferred_by(job) if halted is None else None
+        if why is not None:
+            return self._result(
+                job, SymbolStatus.SKIPPED, error=f"diferido a la próxima pasada: {why}", skip_reason=SKIP_DEFERRED
+            )
         return self._result(job, SymbolStatus.SKIPPED, error=halted)
+
+    def _deferred_by(self, job: Job) -> str | None:
+        """Why a backfill still queued at the end waits for the next pass; None: it does not."""
+        if job.lane is not Lane.BACKFILL:
+            return None
+        if self._gate is not None and self._gate.deferring:
+            return "presupuesto del exchange gastado o enfriamiento tras una parada"
+        return DEFERRED_AT_BUDGET if job.deferred else None
 
     def _fail(self, job: Job, error: BackendError, note: str) -> SymbolResult:
         self._ctx.log.error("✗ %s falló tras %d intento(s)%s: %s", job.symbol, job.attempts, note, error)

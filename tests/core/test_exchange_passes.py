@@ -186,3 +186,20 @@ def test_a_probe_that_takes_long_holds_the_others_back_only_a_few_seconds(run_pa
     # The others were answered while the probe was still in flight.
     assert probe.finished is not None and all(c.finished is not None and c.finished < probe.finished for c in others)
     assert not state.state.exchange.probe  # it was answered in the end: served
+
+
+def test_backfills_that_had_not_left_at_the_pass_budget_are_deferred(run_pass) -> None:  # type: ignore[no-untyped-def]
+    release = threading.Event()
+    clock = VirtualClock(wall_start=START)
+    env = {"SYMBOLS_INCLUDE": "NEW0USDT,NEW1USDT", "BACKFILL_CONCURRENCY": "1", "PASS_BUDGET_SECONDS": "50"}
+    with _backend(clock) as backend:
+        for symbol in NEW:
+            backend.script(symbol, hang_until(release))  # first backfills of minutes
+        run = run_pass(clock=clock, BACKEND_URL=backend.url, **env)
+        release.set()
+    # One backfill left (to the backend), the other never had a slot: deferred, no failure.
+    assert run.code == 0 and run.summary["reason"] == "ok", run.log_lines
+    totals = run.summary["totals"]
+    assert (totals["left_to_backend"], totals["deferred"], totals["ok"]) == (1, 1, 3)
+    assert run.lines("⏭ 1 backfills diferidos a la próxima pasada: el presupuesto de la pasada se agotó antes")
+    assert run.lines("FIN DE SINCRONIZACIÓN")[0].endswith("dejados al backend: 1, diferidos: 1")

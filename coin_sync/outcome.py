@@ -56,6 +56,14 @@ class SymbolStatus(StrEnum):
 # SymbolResult.skip_reason of a symbol not sent because an earlier ambiguous sync of it
 # (read timeout, 504) may still be running in the backend (coin_sync/sync/holds.py).
 SKIP_AMBIGUOUS_HOLD = "ambiguous_hold"
+# ... of a backfill still in flight when the pass budget ran out: the backend finishes it
+# (nothing cancelled or re-sent) and the next passes hold it like an ambiguous sync.
+SKIP_LEFT_TO_BACKEND = "left_to_backend"
+# ... of a backfill not sent because the exchange budget of the last minute was spent, or
+# backfills are paused after a quota halt (coin_sync/sync/exchange_budget.py): the next
+# pass sends it. Not a failure.
+SKIP_DEFERRED = "deferred"
+ON_PURPOSE = (SKIP_AMBIGUOUS_HOLD, SKIP_LEFT_TO_BACKEND, SKIP_DEFERRED)
 
 
 # Kubernetes Event reasons, one per pass.
@@ -126,12 +134,19 @@ class SymbolResult:
     # Flags on top of the four statuses (they must keep adding up to the symbol count):
     rejected: bool = False  # failed: the exchange refused the symbol (unknown), not retried
     pending_backfill: bool = False  # declared (SYMBOLS_INCLUDE), still absent from /api/symbols
-    skip_reason: str | None = None  # skipped on purpose (SKIP_AMBIGUOUS_HOLD)
+    skip_reason: str | None = None  # skipped on purpose (SKIP_AMBIGUOUS_HOLD, _LEFT_TO_BACKEND, _DEFERRED)
     last_record: str | None = None  # ISO 8601 UTC; None when its freshness is unknown
     lag_seconds: float | None = None
     stale: bool = False
     requeued: int = 0  # calls the backend rejected for overload, re-queued without counting
     missing_minutes: int | None = None  # holes in its stored candles (never refilled); None: unknown
+    backfill: bool = False  # planned in the backfill lane (not listed yet, or far behind)
+
+    @property
+    def failed(self) -> bool:
+        """Does it make the pass fail? Held, left to the backend and deferred symbols were
+        skipped on purpose."""
+        return self.status is not SymbolStatus.OK and self.skip_reason not in ON_PURPOSE
 
 
 @dataclass
@@ -148,6 +163,8 @@ class PassReport:
     detail: str = ""  # one line for the end that has no symbol results (lock holder, crash)
     concurrency_max: int = 0  # the most syncs in flight at once
     concurrency_final: int = 0  # the concurrency limit when the pass ended
+    exchange_budget: int = 0  # weight a minute this pass allowed (EXCHANGE_WEIGHT_PER_MINUTE, or adapted)
+    exchange_weight: int = 0  # the estimated weight of the syncs it sent
 
     @property
     def exit_code(self) -> ExitCode:
@@ -158,11 +175,14 @@ class PassReport:
 
     @property
     def flag_counts(self) -> dict[str, int]:
-        """rejected (of failed), pending_backfill (of any status), held (of skipped)."""
+        """rejected (of failed), pending_backfill (of any status), held, left_to_backend and
+        deferred (of skipped). New ones go last: the FIN line lists them in order."""
         return {
             "rejected": sum(1 for r in self.results if r.rejected),
             "pending_backfill": sum(1 for r in self.results if r.pending_backfill),
             "held": sum(1 for r in self.results if r.skip_reason == SKIP_AMBIGUOUS_HOLD),
+            "left_to_backend": sum(1 for r in self.results if r.skip_reason == SKIP_LEFT_TO_BACKEND),
+            "deferred": sum(1 for r in self.results if r.skip_reason == SKIP_DEFERRED),
         }
 
     @property
@@ -213,6 +233,7 @@ class PassReport:
             "max_lag_seconds": self.max_lag_seconds,
             "symbols_with_gaps": len(self.gaps),
             "missing_minutes": sum(r.missing_minutes or 0 for r in self.results),
+            "backfills": sum(1 for r in self.results if r.backfill),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,6 +247,7 @@ class PassReport:
             "shard": {"index": self.shard_index, "count": self.shard_count},
             "totals": self.totals(),
             "concurrency": {"max": self.concurrency_max, "final": self.concurrency_final},
+            "exchange": {"budget": self.exchange_budget, "weight": self.exchange_weight},
             "symbols": [{**asdict(r), "status": str(r.status), "duration": round(r.duration, 3)} for r in self.results],
             **extra,
         }

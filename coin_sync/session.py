@@ -33,7 +33,7 @@ from coin_sync.sync.state import FileStateStore, MemoryStateStore, StateStore
 
 
 def pass_context(settings: Settings, log: logging.Logger, stop: Stop, state: StateStore | None = None) -> PassContext:
-    client = make_client(settings.backend, settings.sync.max_in_flight)
+    client = make_client(settings.backend, settings.sync.connections)
     log.info("Cliente del backend inicializado: %s", client.shown_url)
     return PassContext(settings, client, log, stop, RealClock(), state if state is not None else MemoryStateStore())
 

@@ -4,9 +4,12 @@ Standard library only, so the tests and the README's first command need nothing 
 Tests script answers per symbol (ok, 400 in both shapes, 500, proxy 502/503/504, 429 with
 Retry-After, hangs, bad JSON, exchange errors relayed as the real backend does), take health
 down, refuse connections or let the backend die after N syncs, add a new coin that enters
-/api/symbols only once its slow first backfill finished; every request is recorded
+/api/symbols only once its slow first backfill finished, make every sync take
+`request_seconds` per exchange request it needs (1,000 missing minutes each, a new coin's
+from 2025-06-01: a backfill takes long, a catch-up does not); every request is recorded
 (headers, body, timings) with the peak of syncs in flight, overall and per symbol (a symbol
-must never be synced twice at once).
+must never be synced twice at once). With `exchange` (an ExchangeLimit) the syncs also spend
+Binance's weight and meet its limit: 429s, then 418 bans (tests/fake_exchange.py).
 
 A live clock (`clock`, default the real UTC time; tests pass a virtual clock's wall) drives
 every `last_record`: the newest complete minute minus the symbol's lag (`lags`). A frozen
@@ -44,6 +47,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any, Self
 from urllib.parse import unquote
+
+from fake_exchange import ExchangeLimit, FakeExchange
 
 Headers = tuple[tuple[str, str], ...]
 Reply = tuple[int, bytes, str, Headers]  # status, body, content type, extra headers
@@ -191,7 +196,8 @@ def wrong_json(payload: Any = None, *, delay: float = 0.0) -> Answer:
 class Load:
     """How the backend behaves under load (all off by default).
 
-    capacity: beyond this many syncs in flight, answer 500 at once (a saturated backend).
+    capacity: beyond this many syncs in flight, answer 503 at once (a saturated backend, as
+    a server or its proxy says "full, come back": an explicit overload answer).
     lognormal: (median, p99) seconds added to each sync, drawn from `seed`.
     quota: (K, seconds): once more than K syncs started in the last `seconds`, answer 500
     with the exchange's relayed 429 text, as the real backend does when Binance
@@ -227,12 +233,12 @@ class _Pressure:
             return self._random.lognormvariate(math.log(median), math.log(p99 / median) / 2.326)
 
     def refuse(self, in_flight: int) -> Reply | None:
-        """A 500 when this sync is past the capacity or the quota; else None."""
+        """A 503 past the capacity, a 500 (the relayed 429) past the quota; else None."""
         now = time.monotonic()
         with self._lock:
             if self.load.capacity is not None and in_flight > self.load.capacity:
                 self.rejected += 1
-                return _reply500(SATURATED_MESSAGE)
+                return 503, json.dumps({"error": True, "message": SATURATED_MESSAGE}).encode(), JSON, ()
             if self.load.quota is not None:
                 limit, window = self.load.quota
                 self._starts.append(now)
@@ -388,6 +394,8 @@ class FakeBackend:
         behind: dict[str, float] | None = None,
         load: Load | None = None,
         holes: dict[str, int] | None = None,
+        exchange: ExchangeLimit | None = None,
+        request_seconds: float = 0.0,
     ) -> None:
         self.symbols: list[str] = generate_symbols(symbols) if isinstance(symbols, int) else list(symbols)
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -399,6 +407,7 @@ class FakeBackend:
         self._behind = {symbol: _minute_before(now - timedelta(seconds=ago)) for symbol, ago in (behind or {}).items()}
         self._frozen: dict[str, datetime] = {}  # symbol -> its stuck last_record
         self._bad: dict[str, str] = {}  # symbol -> a BAD_TIMESTAMPS kind
+        self._spelled: dict[str, str] = {}  # symbol -> how /api/symbols writes its name
         if symbols_shape not in ("objects", "strings"):
             raise ValueError(f"symbols_shape must be 'objects' or 'strings', not {symbols_shape!r}")
         self.latency, self.host, self.symbols_shape, self.port = latency, host, symbols_shape, port
@@ -425,6 +434,10 @@ class FakeBackend:
         for symbol in frozen:
             self.freeze(symbol)
         self.pressure = _Pressure(load or Load())  # rejected / quota_answers: what load refused
+        # Binance behind the backend: syncs cost weight, past its limit 429 then 418 (tests/fake_exchange.py).
+        self.exchange = FakeExchange(exchange, self.clock) if exchange is not None else None
+        self._synced_minute: dict[str, int] = {}  # symbol -> the clock minute of its last sync
+        self.request_seconds = request_seconds  # each exchange request a sync needs takes this long
 
     @property
     def url(self) -> str:
@@ -527,6 +540,15 @@ class FakeBackend:
         with self._lock:
             self._frozen.pop(symbol, None)
 
+    def spell(self, symbol: str, listed_as: str | None) -> None:
+        """List `symbol` in /api/symbols as `listed_as` (e.g. " btcusdt"); syncs keep its
+        real name. None = its own name again."""
+        with self._lock:
+            if listed_as is None:
+                self._spelled.pop(symbol, None)
+            else:
+                self._spelled[symbol] = listed_as
+
     def bad_timestamp(self, symbol: str, kind: str | None) -> None:
         """Make symbol's last_record wrong (a BAD_TIMESTAMPS kind) everywhere; None = fine again."""
         if kind is not None and kind not in BAD_TIMESTAMPS:
@@ -571,6 +593,21 @@ class FakeBackend:
         """Open time of the newest complete minute `lags[symbol]` seconds ago; a backlog's, where it stays."""
         return self._behind.get(symbol) or _minute_before(self.clock() - timedelta(seconds=self.lags.get(symbol, 0.0)))
 
+    def requests_needed(self, symbol: str) -> int:
+        """Exchange requests a sync of `symbol` needs now, as the real backend fetches:
+        1,000 klines each, from the minute after its newest stored one (a coin never
+        stored: from FIRST_RECORD) to the newest complete minute."""
+        with self._lock:
+            return self._requests_needed(symbol)
+
+    def _requests_needed(self, symbol: str) -> int:  # caller holds _lock
+        if symbol in self._backfills or (symbol not in self.symbols and symbol not in self._syncs):
+            last = FIRST_RECORD - timedelta(minutes=1)
+        else:
+            last = self._frozen.get(symbol) or self._live_last_record(symbol)
+        missing = (_minute_before(self.clock()) - last) // timedelta(minutes=1)
+        return math.ceil(max(0, missing) / 1000)
+
     def _stats(self, symbol: str) -> dict[str, Any]:  # caller holds _lock
         crc = _crc(symbol)
         last = self._frozen.get(symbol) or self._live_last_record(symbol)
@@ -602,7 +639,7 @@ class FakeBackend:
         call.symbol = symbol
         with self._lock:
             answer = _next(self._scripts.get(symbol)) or Answer()
-            backfill = self._backfills.get(symbol, 0.0)
+            backfill = self._backfills.get(symbol, 0.0) + self.request_seconds * self._requests_needed(symbol)
             self._in_flight += 1
             in_flight = self._in_flight
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
@@ -613,7 +650,7 @@ class FakeBackend:
             self._gate.wait(GATE_LIMIT)
             if answer.release is not None:
                 answer.release.wait(GATE_LIMIT)
-            refused = self.pressure.refuse(in_flight)
+            refused = self.pressure.refuse(in_flight) or self._exchange_refusal(symbol, answer)
             if refused is not None:
                 return refused
             wait = self.latency + answer.delay + backfill + self.pressure.latency()
@@ -633,12 +670,35 @@ class FakeBackend:
                 stats = self._stats(symbol)
                 if self._backfills.pop(symbol, None) is not None:
                     self.symbols.append(symbol)  # its first backfill stored data
+                self._synced_minute[symbol] = int(self.clock().timestamp() // 60)
             payload = {"success": True, "symbol": symbol, "new_records": new, "statistics": stats}
             return 200, json.dumps(payload).encode(), JSON, ()
         finally:
             with self._lock:
                 self._in_flight -= 1
                 self._in_flight_by_symbol[symbol] -= 1
+
+    def exchange_requests(self, symbol: str) -> int:
+        """The klines requests a sync of `symbol` would make now (backend-contract.md): an
+        up-to-date one 0 within the minute of its last sync, else 1; a backfill one per
+        1,000 minutes behind (a new coin: since FIRST_RECORD)."""
+        now = self.clock()
+        with self._lock:
+            start = FIRST_RECORD if symbol in self._backfills else self._behind.get(symbol)
+            if start is None:
+                return 0 if self._synced_minute.get(symbol) == int(now.timestamp() // 60) else 1
+        minutes = (_minute_before(now) - start).total_seconds() / 60
+        return max(1, math.ceil(minutes / 1000))
+
+    def _exchange_refusal(self, symbol: str, answer: Answer) -> Reply | None:
+        """The exchange's 429/418, relayed as the real backend does; None when it served.
+        Only a normal answer fetches klines: a scripted failure never reached the exchange."""
+        if self.exchange is None or answer.kind != "ok":
+            return None
+        refusal = self.exchange.request(self.exchange_requests(symbol))
+        if refusal is None:
+            return None
+        return _reply500(EXCHANGE_ERRORS[refusal].format(url=EXCHANGE_URL.format(symbol=symbol)))
 
     def _may_answer_sync(self, conn: socket.socket) -> str:
         """Returns keep, close (this answer kills the backend) or drop (already dead)."""
@@ -673,10 +733,11 @@ class FakeBackend:
         if method == "GET" and path == "/health":
             return (200, HEALTHY) if healthy else (503, UNHEALTHY)
         if method == "GET" and path == "/api/symbols":
-            if self.symbols_shape == "strings":
-                return 200, list(self.symbols)
             with self._lock:
-                rows = [self._stats(s) for s in list(self.symbols)]
+                names = [self._spelled.get(s, s) for s in self.symbols]
+                if self.symbols_shape == "strings":
+                    return 200, names
+                rows = [{**self._stats(s), "symbol": shown} for s, shown in zip(self.symbols, names, strict=True)]
             return 200, {"success": True, "count": len(rows), "symbols": rows}
         if method == "GET" and symbol != path:
             with self._lock:

@@ -384,3 +384,42 @@ def test_cli_frozen_lag_and_bad_timestamp_flags(free_port: int) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=10)
     assert proc.returncode == 0
+
+
+def test_the_exchange_costs_weight_per_request_then_429_then_418() -> None:
+    from fake_exchange import ExchangeLimit
+    from virtual_clock import VirtualClock
+
+    clock = VirtualClock()  # 2026-01-01 00:00:00: a fresh minute
+    limit = ExchangeLimit(weight_per_minute=10, grace=1.0, ban_seconds=120)
+    with FakeBackend(symbols=3, behind={"ETHUSDT": 2500 * 60}, clock=clock.wall, exchange=limit) as backend:
+        exchange = backend.exchange
+        assert exchange is not None
+        # A current symbol: 1 request; again within the same minute: 0; a backlog of
+        # 2,500 minutes: ceil(2500 / 1000) = 3 requests; weight 2 each.
+        assert sync(backend, "BTCUSDT").status_code == 200
+        assert backend.exchange_requests("BTCUSDT") == 0
+        assert backend.exchange_requests("ETHUSDT") == 3
+        assert sync(backend, "ETHUSDT").status_code == 200
+        assert exchange.served_by_minute == {int(clock.wall().timestamp() // 60): 8}
+        refused = sync(backend, "BNBUSDT")  # 8 + 2 = 10 fits
+        assert refused.status_code == 200
+        clock.advance(0.5)
+        backend.lags["SOLUSDT"] = 0
+        backend.symbols.append("SOLUSDT")
+        limited = sync(backend, "SOLUSDT")  # 12 > 10: the exchange's 429, relayed as a 500
+        assert limited.status_code == 500
+        assert limited.json() == {
+            "error": True,
+            "message": "429, message='Too Many Requests', url=URL('https://api.binance.com/api/v3/klines?"
+            "symbol=SOLUSDT&interval=1m&startTime=1748736000000&limit=1000')",
+        }
+        assert sync(backend, "SOLUSDT").status_code == 500 and exchange.limited == 2  # within the grace: in flight
+        clock.advance(1.5)
+        banned = sync(backend, "SOLUSDT")  # still calling during the limit: banned
+        assert banned.json()["message"].startswith('418, message="I\'m a Teapot"')
+        clock.advance(60)  # a new minute, but the ban lasts 120 s
+        assert sync(backend, "SOLUSDT").json()["message"].startswith("418")
+        clock.advance(60)
+        assert sync(backend, "SOLUSDT").status_code == 200
+        assert (exchange.episodes, exchange.limited, exchange.bans) == (1, 2, 2)

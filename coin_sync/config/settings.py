@@ -1,9 +1,8 @@
 """The settings: what each one is, declared once.
 
-Each setting is a field of its group's dataclass, with its default, its environment
-name, its parser and its help text together. The command line, the YAML loader, the
-banner and the docs all read the table derived from those declarations (FIELDS), so a
-new setting cannot be half-wired. How they are read and validated: coin_sync.config.
+Each setting is a field of its group's dataclass (default, env name, parser, help); the
+command line, the YAML loader, the banner and the docs read the table derived from them
+(FIELDS), so a new setting cannot be half-wired. Reading and validation: coin_sync.config.
 """
 
 from __future__ import annotations
@@ -87,6 +86,9 @@ class SyncSettings:
     concurrency_max: int = setting(
         "SYNC_CONCURRENCY_MAX", p.concurrency, "con SYNC_CONCURRENCY=auto, el máximo en curso a la vez", 64
     )
+    backfill_concurrency: int = setting(
+        "BACKFILL_CONCURRENCY", p.concurrency, "backfills (monedas nuevas o muy atrasadas) a la vez, en su carril", 2
+    )
     deadline_seconds: float = setting(
         "PASS_DEADLINE_SECONDS", p.non_negative, "0 = sin límite; si no, deja de despachar tras ese tiempo", 0.0
     )
@@ -133,11 +135,19 @@ class SyncSettings:
         "true: una pasada en la que algún símbolo tiene huecos (minutos sin datos) sale con 1",
         False,
     )
+    exchange_weight_per_minute: int = setting(
+        "EXCHANGE_WEIGHT_PER_MINUTE", p.positive_int, "peso de Binance por minuto; el backfill que no cabe espera", 4800
+    )
 
     @property
     def max_in_flight(self) -> int:
         """The most syncs ever in flight: the fixed number, or the adaptive maximum."""
         return self.concurrency if isinstance(self.concurrency, int) else self.concurrency_max
+
+    @property
+    def connections(self) -> int:
+        """The most requests ever in flight at once: catch-ups plus the backfill lane."""
+        return self.max_in_flight + self.backfill_concurrency
 
 
 @dataclass(frozen=True)

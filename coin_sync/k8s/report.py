@@ -129,6 +129,7 @@ def status_record(report: PassReport, ident: Identity, now: datetime) -> dict[st
         "gap_symbols": [
             {"symbol": r.symbol, "missing_minutes": r.missing_minutes} for r in report.gaps[:STATUS_FAILED_LIMIT]
         ],
+        "deferred": totals["deferred"],  # issue 18: backfills left to the next pass by the exchange budget
     }
 
 

@@ -16,7 +16,7 @@ from coin_sync.config.settings import Settings
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-    from coin_sync.observe.metrics import LoopMetrics
+    from coin_sync.observe.loop_metrics import LoopMetrics
 
 
 class PassReports:
@@ -36,7 +36,7 @@ class PassReports:
     @classmethod
     def start(cls, settings: Settings, log: logging.Logger, metrics: LoopMetrics | None) -> PassReports | None:
         """Serve /metrics if METRICS_PORT is set; None (after one ERROR line) if it cannot."""
-        from coin_sync.observe.metrics import LoopMetrics
+        from coin_sync.observe.loop_metrics import LoopMetrics
 
         port, address = settings.metrics.port, settings.metrics.address
         try:
@@ -81,7 +81,7 @@ class PassReports:
         return {"SUMMARY_FILE": str(self.summary_file)}
 
     def after_pass(self, code: int, duration: float) -> None:
-        from coin_sync.observe.metrics import read_summary
+        from coin_sync.observe.loop_metrics import read_summary
 
         self.metrics.record(read_summary(self.summary_file) if self._fresh else None, code, duration)
 

@@ -35,7 +35,7 @@ from coin_sync.outcome import ExitCode, signal_name
 from coin_sync.stop import Stop
 
 if TYPE_CHECKING:
-    from coin_sync.observe.metrics import LoopMetrics
+    from coin_sync.observe.loop_metrics import LoopMetrics
 
 # The loop must be gone within SHUTDOWN_GRACE_SECONDS + 1 s of the signal; killing a
 # pass that overruns a little before that leaves time to reap it and log.

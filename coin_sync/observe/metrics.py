@@ -1,6 +1,6 @@
 """Prometheus metrics of a pass, rendered from its summary (PassReport.to_dict()), and
-the transports: Pushgateway (HTTP POST), node_exporter's textfile, and what the loop
-serves on /metrics (LoopMetrics).
+the transports: Pushgateway (HTTP POST) and node_exporter's textfile. What the loop
+serves on /metrics: coin_sync/observe/loop_metrics.py.
 
 Imported only when a metrics setting is on: it pulls in prometheus_client. Every metric
 is a gauge without pod or instance label (a Pushgateway never forgets a series), and
@@ -9,7 +9,6 @@ per symbol the data's age is given as a timestamp, which never goes stale once p
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -19,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import basic_auth_handler, default_handler, pushadd_to_gateway
 from prometheus_client.parser import text_string_to_metric_families
@@ -79,6 +78,12 @@ def pass_families(summary: Summary, last_success: float | None) -> list[Metric]:
         _gauge("coin_sync_last_pass_stale_symbols", "Símbolos desactualizados tras la última pasada", t["stale"]),
         _gauge("coin_sync_last_pass_new_records", "Registros nuevos de la última pasada", t["new_records"]),
         _gauge("coin_sync_last_pass_retries", "Reintentos de la última pasada", t["retries"]),
+        _gauge("coin_sync_last_pass_backfills", "Backfills de la última pasada (su carril)", t["backfills"]),
+        _gauge(
+            "coin_sync_last_pass_left_to_backend",
+            "Backfills aún en curso en el backend al acabar la última pasada (dejados al backend)",
+            t["left_to_backend"],
+        ),
         _gauge(
             "coin_sync_last_pass_max_lag_seconds",
             "Mayor retraso tras la última pasada (NaN: desconocido)",
@@ -94,6 +99,12 @@ def pass_families(summary: Summary, last_success: float | None) -> list[Metric]:
             "Símbolos con huecos tras la última pasada",
             t.get("symbols_with_gaps"),
         ),
+    ]
+    exchange = summary.get("exchange") or {}  # issue 18: the exchange budget
+    families += [
+        _gauge("coin_sync_last_pass_deferred_symbols", "Backfills diferidos por el presupuesto", t.get("deferred", 0)),
+        _gauge("coin_sync_last_pass_exchange_weight", "Peso del exchange estimado enviado", exchange.get("weight")),
+        _gauge("coin_sync_exchange_budget_weight", "Presupuesto de peso por minuto en vigor", exchange.get("budget")),
     ]
     by_status = GaugeMetricFamily(
         "coin_sync_last_pass_symbols", "Símbolos de la última pasada por estado", labels=["status"]
@@ -239,60 +250,3 @@ def _reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)  # urllib's URLError wraps the socket error
     text = str(reason if isinstance(reason, BaseException) else exc) or type(exc).__name__
     return " ".join(text.split())[:300]
-
-
-# --- the loop ------------------------------------------------------------------------
-
-
-class LoopMetrics:
-    """What `coin-sync loop` serves on /metrics: the latest pass's metric set (the same
-    as pushed) plus coin_sync_passes_total{exit_code} and the pass-duration histogram.
-
-    After each pass: record(summary or None, exit_code, duration); serve `registry`
-    (prometheus_client.start_http_server(port, registry=metrics.registry)).
-    """
-
-    def __init__(self) -> None:
-        # No *_created series: they say when this process started, which nobody asked.
-        disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.registry = registry_for(self._latest)
-        self._lock = threading.Lock()
-        self._summary: Summary | None = None
-        self._last_success: float | None = None
-        self._passes = Counter(
-            "coin_sync_passes", "Pasadas por código de salida", ["exit_code"], registry=self.registry
-        )
-        self._durations = Histogram(
-            "coin_sync_pass_duration_seconds",
-            "Duración de las pasadas",
-            buckets=DURATION_BUCKETS,
-            registry=self.registry,
-        )
-
-    def record(self, summary: Summary | None, exit_code: int, duration: float) -> None:
-        """summary: the pass's SUMMARY_FILE, None when it left none (killed, bad config)."""
-        self._passes.labels(exit_code=str(exit_code)).inc()
-        self._durations.observe(duration)
-        if summary is None:
-            return
-        with self._lock:
-            self._summary = summary
-            if succeeded(summary):
-                self._last_success = finished_at(summary)
-
-    def _latest(self) -> list[Metric]:
-        with self._lock:
-            summary, last_success = self._summary, self._last_success
-        return [] if summary is None else pass_families(summary, last_success)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
-
-
-def read_summary(path: Path) -> dict[str, Any] | None:
-    """A pass's SUMMARY_FILE as the loop reads it back; None when missing or unreadable."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return data if isinstance(data, dict) and "totals" in data else None

@@ -34,7 +34,13 @@ END_MARKS = {
 }
 
 # The FIN line's words for PassReport.flag_counts.
-FLAG_WORDS = {"rejected": "rechazados", "pending_backfill": "pendientes de backfill", "held": "retenidos"}
+FLAG_WORDS = {
+    "rejected": "rechazados",
+    "pending_backfill": "pendientes de backfill",
+    "held": "retenidos",
+    "left_to_backend": "dejados al backend",
+    "deferred": "diferidos",
+}
 
 
 def publish(report: PassReport, settings: Settings, log: logging.Logger, guard: PassGuard) -> int:

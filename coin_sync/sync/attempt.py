@@ -2,12 +2,13 @@
 
 - The exchange rate-limited or banned the backend: halt the pass (our retries must never
   be what keeps a ban alive).
-- Overload (429/500/502/503 with a retry still allowed): re-queue after a short pause
+- Explicit overload (429, 503: "not now, I am full"): re-queue after a short pause
   scaled to the observed latency, never before Retry-After, NOT counted as a failed
-  attempt; at most OVERLOAD_REQUEUES times per symbol, so a symbol failing 500 forever
+  attempt; at most OVERLOAD_REQUEUES times per symbol, so a symbol answering 503 forever
   still ends.
-- Any other retryable error: a counted attempt, retried after the next wait of the
-  backoff sequence (RetryPolicy.delays, backoff.expo).
+- Any other retryable error (a plain 500 is an error, as are 502 and 504): a counted
+  attempt, retried after the next wait of the backoff sequence (RetryPolicy.delays,
+  backoff.expo), so MAX_RETRIES=2 means at most 3 calls.
 - No retry is scheduled whose wait would end past the pass budget: the symbol fails now
   and the next pass retries it.
 """
@@ -22,9 +23,12 @@ from enum import Enum
 from coin_sync.backend.errors import BackendError, ErrorKind
 from coin_sync.backend.exchange import Verdict as ExchangeVerdict
 from coin_sync.backend.retry import RetryPolicy, honouring_retry_after
+from coin_sync.sync.lanes import REQUEST_WEIGHT, Lane
 from coin_sync.sync.limiter import Signal
 
+# What the limiter reads as load (it backs off); only REQUEUE_STATUSES skip the count.
 OVERLOAD_STATUSES = frozenset({429, 500, 502, 503})
+REQUEUE_STATUSES = frozenset({429, 503})
 OVERLOAD_REQUEUES = 5
 MIN_PAUSE = 0.05
 MAX_PAUSE = 5.0
@@ -75,11 +79,20 @@ class Job:
 
     symbol: str
     rank: int  # dispatch order: lower first
+    lane: Lane = Lane.CATCH_UP
+    requests: int = 1  # exchange requests its sync should cost (coin_sync.sync.lanes)
+    left: bool = False  # left to the backend at the budget: the pass no longer waits for it
+    deferred: bool = False  # a backfill still queued when the pass budget ran out: the next pass sends it
     calls: int = 0  # requests sent
     requeues: int = 0  # of those, rejected for overload (not failed attempts)
     began: float | None = None
     error: BackendError | None = None  # the last failure
     delays: Iterator[float] | None = field(default=None, repr=False)
+
+    @property
+    def weight(self) -> int:
+        """The exchange weight its sync should cost."""
+        return self.requests * REQUEST_WEIGHT
 
     @property
     def attempts(self) -> int:
@@ -111,7 +124,7 @@ def decide(
     reason = exchange_quota_reason(error)
     if reason is not None:
         return Decision(Action.HALT, reason=reason)
-    overload = error.retryable and error.status in OVERLOAD_STATUSES and job.requeues < OVERLOAD_REQUEUES
+    overload = error.retryable and error.status in REQUEUE_STATUSES and job.requeues < OVERLOAD_REQUEUES
     if overload:
         wait = overload_pause(latency, rand())
     elif not error.retryable or job.attempts > policy.max_retries:

@@ -12,51 +12,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from coin_sync.backend.wire import ListedSymbol
+from coin_sync.sync.freshness import stamp
+from coin_sync.sync.listing import Listing
 from coin_sync.sync.state import AmbiguousSync, State
 
 
-@dataclass(frozen=True)
-class Listing:
-    """GET /api/symbols as the hold check needs it."""
-
-    names: list[str]
-    last_records: dict[str, str | None] | None  # None: the bare-list shape has no last_record
-
-    @classmethod
-    def from_rows(cls, rows: list[ListedSymbol]) -> Listing:
-        names = [row.name for row in rows]
-        if rows and all(row.last_record is None for row in rows):  # bare names: nothing to compare
-            return cls(names, None)
-        return cls(names, {row.name: _text(row.last_record) for row in rows})
-
-    def last_record(self, symbol: str) -> str | None:
-        return None if self.last_records is None else self.last_records.get(symbol)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _moment(text: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
-def advanced(entry: AmbiguousSync, current: str | None) -> bool:
-    """Has the backend stored something since the ambiguous sync was sent?"""
+def advanced(entry: AmbiguousSync, current: datetime | None) -> bool:
+    """Has the backend stored something since the ambiguous sync was sent? `current`:
+    its usable last_record in the listing now."""
     if not entry.baseline_known or current is None:
         return False
     if entry.last_record is None:
         return True  # it appeared in /api/symbols: its first backfill stored data
-    before, now = _moment(entry.last_record), _moment(current)
-    if before is not None and now is not None and before.tzinfo is not None and now.tzinfo is not None:
-        return now > before
-    return current != entry.last_record
+    before = stamp(entry.last_record)
+    # A remembered value no date can be read from: a usable one now means it changed.
+    return before is None or before.at is None or current > before.at
 
 
 @dataclass(frozen=True)
@@ -78,10 +49,9 @@ def decide(state: State, symbols: list[str], listing: Listing | None, now: datet
     resolved (the backend finished), for these symbols and any other."""
     keep: State = {}
     held: dict[str, Held] = {}
-    listed = set(listing.names) if listing is not None else set()
     for symbol, entry in state.items():
         age = (now - entry.sent_at).total_seconds()
-        appeared = entry.baseline_known and entry.last_record is None and symbol in listed
+        appeared = entry.baseline_known and entry.last_record is None and listing is not None and symbol in listing
         done = listing is not None and (appeared or advanced(entry, listing.last_record(symbol)))
         # A sent_at far in the future (another host's clock) must not hold it forever.
         if age >= hold_seconds or age < -hold_seconds or done:

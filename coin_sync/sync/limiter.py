@@ -18,6 +18,13 @@ The adaptive limit works as TCP congestion control and Netflix's concurrency-lim
 
 Growth only happens while the limit is in use (at least half of it in flight when the
 call was sent or when it came back), so an idle tail of retries cannot inflate it.
+
+Long calls: growth comes from completions, so calls that take long (a backlog of
+minutes, a slow first sync) would hold the limit at its start value while nothing
+completes. A call in flight longer than LONG_CALL_FACTOR times the typical latency (at
+least LONG_CALL_FLOOR) gives its slot back: the limit grows by one, once per such call,
+and its latency, when it ends, is no sample (it says how much work it was, not how
+loaded the backend is).
 Every method is thread-safe; time comes from the injected Clock, so the policy runs in
 tests on virtual time.
 """
@@ -40,6 +47,8 @@ LONG_WEIGHT = 0.005
 WARM_UP_SAMPLES = 50
 NEAR_CEILING_SLOWDOWN = 8
 SLOW_START_STEP = 0.5
+LONG_CALL_FLOOR = 1.0  # seconds: no call shorter than this counts as long
+LONG_CALL_FACTOR = 8.0  # times the typical latency
 
 
 class Signal(Enum):
@@ -67,6 +76,7 @@ class Limiter:
         self.maximum = limit
         self._in_flight = 0
         self._seq = 0
+        self._open: dict[int, Ticket] = {}  # the calls in flight, by seq
         self.peak = 0  # the most ever in flight at once
 
     @property
@@ -80,17 +90,31 @@ class Limiter:
     def acquire(self) -> Ticket | None:
         """A slot, or None when the limit is reached."""
         with self._lock:
+            self._review(self._clock.now())
             if self._in_flight >= int(self._limit):
                 return None
             self._in_flight += 1
             self.peak = max(self.peak, self._in_flight)
             self._seq += 1
-            return Ticket(self._seq, self._clock.now(), self._in_flight * 2 >= int(self._limit))
+            ticket = Ticket(self._seq, self._clock.now(), self._in_flight * 2 >= int(self._limit))
+            self._open[ticket.seq] = ticket
+            return ticket
 
     def release(self, ticket: Ticket, signal: Signal) -> None:
         with self._lock:
             self._observe(ticket, signal, max(0.0, self._clock.now() - ticket.started))
+            self._open.pop(ticket.seq, None)
             self._in_flight -= 1
+
+    def next_check(self) -> float | None:
+        """When a call now in flight will next count as long (None: never), having
+        counted the ones that already do: the pool wakes then to use the slot."""
+        with self._lock:
+            return self._review(self._clock.now())
+
+    def _review(self, now: float) -> float | None:
+        """Count the calls in flight that became long (caller holds the lock)."""
+        return None
 
     def _observe(self, ticket: Ticket, signal: Signal, latency: float) -> None:
         """Adapt the limit (caller holds the lock; in_flight still counts this call)."""
@@ -107,12 +131,34 @@ class AdaptiveLimiter(Limiter):
         self._long: float | None = None
         self._samples = 0
         self._credit = 0  # successes since the limit last grew by one
+        self._long_calls: set[int] = set()  # seqs of the calls in flight that counted as long
 
     def latency(self) -> float | None:
         with self._lock:
             return None if self._short is None else math.exp(self._short)
 
+    def _review(self, now: float) -> float | None:
+        # Before any call ended there is no typical latency: the floor alone.
+        after = (
+            LONG_CALL_FLOOR if self._short is None else max(LONG_CALL_FLOOR, LONG_CALL_FACTOR * math.exp(self._short))
+        )
+        upcoming = []
+        for seq, ticket in self._open.items():
+            if seq in self._long_calls:
+                continue
+            if now - ticket.started >= after:
+                self._long_calls.add(seq)
+                self._limit = min(float(self.maximum), self._limit + 1)
+            else:
+                upcoming.append(ticket.started + after)
+        return min(upcoming, default=None)
+
     def _observe(self, ticket: Ticket, signal: Signal, latency: float) -> None:
+        if ticket.seq in self._long_calls:
+            self._long_calls.discard(ticket.seq)
+            if signal is Signal.OVERLOAD:
+                self._decrease(ticket)
+            return
         if signal is Signal.OVERLOAD:
             self._decrease(ticket)
         elif signal is Signal.OK:

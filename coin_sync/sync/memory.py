@@ -16,20 +16,22 @@ from datetime import datetime
 from coin_sync.backend.errors import BackendError
 from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, SymbolResult, SymbolStatus
 from coin_sync.sync.context import PassContext
-from coin_sync.sync.holds import Listing, decide
+from coin_sync.sync.exchange_budget import ExchangeMemory
+from coin_sync.sync.holds import decide
+from coin_sync.sync.listing import Listing
 from coin_sync.sync.plan import SymbolPlan
-from coin_sync.sync.state import AmbiguousSync
+from coin_sync.sync.state import AmbiguousSync, Remembered
 
 
 def baseline(listing: Listing | None, symbol: str) -> tuple[str | None, bool]:
-    """(last_record, known) of `symbol` in `listing`: what "advanced" is measured from."""
+    """(last_record, known) of `symbol` in `listing`: what "advanced" is measured from.
+    Listed without a usable last_record (a bare name, a wrong timestamp): not known."""
     if listing is None:
         return None, False
-    if symbol not in listing.names:
+    if symbol not in listing:
         return None, True
-    if listing.last_records is None:  # the bare-list shape: listed, but no last_record
-        return None, False
-    return listing.last_records.get(symbol), True
+    last = listing.last_record(symbol)
+    return (None, False) if last is None else (last.isoformat(timespec="seconds"), True)
 
 
 class Memory:
@@ -39,7 +41,9 @@ class Memory:
         self._lock = threading.Lock()
         self._sent_at: dict[str, datetime] = {}
         self._ambiguous: set[str] = set()
-        self._state = ctx.state.load()
+        self._remembered = ctx.state.load()
+        self._state = self._remembered.ambiguous
+        self.exchange: ExchangeMemory = self._remembered.exchange  # what the pass ends with replaces it
         listing = plan.listing
         if listing is None and any(symbol in self._state for symbol in plan.symbols):
             listing = self._listing_once()
@@ -78,8 +82,9 @@ class Memory:
         with self._lock:
             self._ambiguous.add(symbol)
 
-    def finish(self, results: list[SymbolResult]) -> None:
-        """Mark pending_backfill, remember this pass's ambiguous syncs, save if changed."""
+    def finish(self, results: list[SymbolResult]) -> frozenset[str]:
+        """Remember this pass's ambiguous syncs and `self.exchange` (save if changed); the
+        declared symbols still pending their first backfill."""
         ctx, plan = self._ctx, self._plan
         with self._lock:
             # Abandoned in flight when the shutdown grace ran out: just as ambiguous.
@@ -91,12 +96,11 @@ class Memory:
         # Not after a signal, a deadline or a lost backend: the pass must end now.
         if (declared or (unclear and plan.listing is None)) and not ctx.stop.is_set():
             after = self._listing_once()
+        pending = frozenset(
+            r.symbol for r in declared if (r.status is not SymbolStatus.OK if after is None else r.symbol not in after)
+        )
         for result in declared:
-            if after is None:
-                result.pending_backfill = result.status is not SymbolStatus.OK
-            else:
-                result.pending_backfill = result.symbol not in after.names
-            if result.pending_backfill:
+            if result.symbol in pending:
                 ctx.log.warning(
                     "… %s (SYMBOLS_INCLUDE) aún no está en /api/symbols: su primer backfill no ha terminado "
                     "(pending_backfill); se vuelve a intentar en la próxima pasada",
@@ -106,8 +110,10 @@ class Memory:
         for symbol in unclear:
             last_record, known = baseline(plan.listing or after, symbol)
             keep[symbol] = AmbiguousSync(symbol, sent_at[symbol], last_record, known)
-        if keep != self._state:
-            ctx.state.save(keep)
+        remembered = Remembered(keep, self.exchange)
+        if remembered != self._remembered:
+            ctx.state.save(remembered)
+        return pending
 
     def _listing_once(self) -> Listing | None:
         try:

@@ -10,21 +10,16 @@ from dataclasses import dataclass, field
 
 from coin_sync.backend.health import wait_until_healthy
 from coin_sync.backend.retry import RetriesExhausted, call_with_retries
-from coin_sync.backend.wire import ListedSymbol
 from coin_sync.sync.context import PassContext
-from coin_sync.sync.holds import Listing
-from coin_sync.sync.symbols import compose, listed_last_records, listed_rows, normalise_symbols, select_shard
+from coin_sync.sync.listing import Listing
+from coin_sync.sync.symbols import Rejected, compose, normalise_symbols, select_shard
 
 
-@dataclass
+@dataclass(frozen=True)
 class SymbolPlan:
     symbols: list[str]  # this shard's, in order
     listing: Listing | None  # the backend's list; None with SYMBOLS_TO_SYNC (not read)
-    unlisted_includes: set[str] = field(default_factory=set)  # declared, absent from the listing
-    # What /api/symbols said of each symbol's last_record (raw, for coin_sync.sync.freshness).
-    listed_last_records: dict[str, object] = field(default_factory=dict)
-    # Each listed row by normalised name (first_record, total_records: coin_sync.sync.completeness).
-    listed: dict[str, ListedSymbol] = field(default_factory=dict)
+    unlisted_includes: frozenset[str] = field(default_factory=frozenset)  # declared, absent from the listing
 
 
 def resolve_symbols(ctx: PassContext) -> list[str] | None:
@@ -45,7 +40,6 @@ def resolve_symbols(ctx: PassContext) -> list[str] | None:
 def resolve_plan(ctx: PassContext) -> SymbolPlan | None:
     s, log = ctx.settings.sync, ctx.log
     listing: Listing | None = None
-    rows: list[ListedSymbol] = []
     unlisted: set[str] = set()
     if s.symbols:
         log.info("Símbolos de SYMBOLS_TO_SYNC: %d", len(s.symbols))
@@ -65,8 +59,9 @@ def resolve_plan(ctx: PassContext) -> SymbolPlan | None:
             log.error("No se pudo obtener la lista de símbolos tras %d intentos: %s", exc.attempts, exc.error)
             return None
         listing = Listing.from_rows(rows)
-        log.info("Símbolos en el backend: %d", len(listing.names))
-        listed = _normalised(log, listing.names)
+        log.info("Símbolos en el backend: %d", len(rows))
+        _warn_rejected(log, listing.rejected)
+        listed = listing.names
         include, exclude = _normalised(log, s.include), _normalised(log, s.exclude)
         symbols = compose(listed, include, exclude)
         unlisted = set(include) - set(listed) - set(exclude)
@@ -80,11 +75,15 @@ def resolve_plan(ctx: PassContext) -> SymbolPlan | None:
     mine = select_shard(symbols, s.shard_index, s.shard_count)
     if s.shard_count > 1:
         log.info("Fragmento %d de %d: %d de %d símbolos", s.shard_index, s.shard_count, len(mine), len(symbols))
-    return SymbolPlan(mine, listing, unlisted & set(mine), listed_last_records(rows), listed_rows(rows))
+    return SymbolPlan(mine, listing, frozenset(unlisted & set(mine)))
 
 
 def _normalised(log: logging.Logger, raw: Iterable[str]) -> list[str]:
     symbols, rejected = normalise_symbols(raw)
+    _warn_rejected(log, rejected)
+    return symbols
+
+
+def _warn_rejected(log: logging.Logger, rejected: Iterable[Rejected]) -> None:
     for bad in rejected:
         log.warning("Símbolo inválido ignorado: %s (%s)", bad.shown, bad.reason)
-    return symbols

@@ -1,5 +1,10 @@
-"""The worker pool of a pass: syncs dispatched under a limiter, retries re-queued, the
-halt policy.
+"""The worker pool of a pass: syncs dispatched in two lanes, retries re-queued, the halt
+policy.
+
+Catch-ups are dispatched first, under the (adaptive) limiter; backfills run beside them
+in their own lane, a fixed number of slots (BACKFILL_CONCURRENCY), so a backfill can never
+take a catch-up's slot. Every job passes the gate (the exchange budget, sync/exchange_gate.py)
+before it leaves: one it holds back stays first in its lane until the gate lets it go.
 
 The coordinator (the caller's thread, where signals land) owns the queue and decides:
 it hands a symbol to a worker when the symbol's time has come and the limiter has room,
@@ -10,7 +15,9 @@ next. A symbol is either queued or in flight, never both, so it is never in flig
 Everyone waits on the pass's Stop: a deadline, the budget, a lost backend, the exchange's
 quota or a signal sets it, and then nothing more is dispatched. After a signal, what is
 in flight may finish within the shutdown grace; what is still running then is abandoned
-as interrupted. What is still queued at the end is handed to `abandon`.
+as interrupted. At the pass budget the backfills in flight go to `leave` at once (the
+backend finishes them: nothing is cancelled or re-sent) and the queued ones are deferred.
+What is still queued at the end is handed to `abandon`.
 """
 
 from __future__ import annotations
@@ -19,29 +26,24 @@ import heapq
 import logging
 import queue
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from coin_sync.clock import Clock
 from coin_sync.outcome import EndReason, SymbolResult, SymbolStatus, signal_name
 from coin_sync.stop import Stop
 from coin_sync.sync.attempt import Job
+from coin_sync.sync.lanes import Lane
 from coin_sync.sync.limiter import Limiter, Signal, Ticket
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One attempt's end: done (result), again after `again_in` s, or halt the pass."""
-
-    signal: Signal
-    result: SymbolResult | None = None
-    again_in: float = 0.0
-    halt: str | None = None  # why the exchange will not serve: the result says skipped
-
-
-AttemptFn = Callable[[Job], Verdict]
-AbandonFn = Callable[[Job, "str | None"], SymbolResult]  # a job still queued at the end
-
+from coin_sync.sync.pool_api import (
+    AbandonFn,
+    AttemptFn,
+    Gate,
+    LeaveFn,
+    Limit,
+    OpenGate,
+    PoolProgress,
+    ProgressFn,
+    Verdict,
+)
 
 SHOWN_SYMBOLS = 20  # a log line names this many symbols at most, then how many more
 
@@ -51,29 +53,6 @@ def shown_symbols(symbols: list[str]) -> str:
     shown = ", ".join(symbols[:SHOWN_SYMBOLS])
     more = len(symbols) - SHOWN_SYMBOLS
     return f"{shown} y {more} más" if more > 0 else shown
-
-
-@dataclass(frozen=True)
-class PoolProgress:
-    """Where the pool stands, for a progress reporter (coin_sync.sync.progress)."""
-
-    done: int
-    total: int
-    in_flight: int
-    failed: int
-    deferred: int  # waiting for their retry (or re-queue) time
-
-
-# Told where the pool stands after every change; returns when it wants to be told again.
-ProgressFn = Callable[[PoolProgress], "float | None"]
-
-
-@dataclass(frozen=True)
-class Limit:
-    """A time after which nothing more is dispatched (deadline, budget)."""
-
-    at: float
-    message: str
 
 
 class Pool:
@@ -89,10 +68,17 @@ class Pool:
         limits: tuple[Limit, ...] = (),
         grace_seconds: float = 20.0,
         progress: ProgressFn | None = None,
+        backfill_lane: Limiter | None = None,
+        gate: Gate | None = None,
+        leave: LeaveFn | None = None,
     ) -> None:
         self._attempt = attempt
         self._abandon = abandon
         self.limiter = limiter
+        # Without a lane of their own, backfills share the limiter (SYMBOLS_TO_SYNC tests).
+        self._lanes = {Lane.CATCH_UP: limiter, Lane.BACKFILL: backfill_lane or limiter}
+        self._gate = gate or OpenGate()
+        self._leave = leave
         self._clock = clock
         self._stop = stop
         self._log = log
@@ -101,24 +87,30 @@ class Pool:
         self._progress = progress
         self._total = 0
         self._failed = 0
-        self._ready: list[tuple[int, Job]] = []  # heap by rank
+        self._ready: dict[Lane, list[tuple[int, Job]]] = {lane: [] for lane in Lane}  # heaps by rank
         self._waiting: list[tuple[float, int, Job]] = []  # heap by the time it may run
         self._in_flight: dict[str, Job] = {}
         self._results: dict[str, SymbolResult] = {}
+        self._left: set[str] = set()  # left to the backend: their late verdicts are ignored
+        self._budget_hit = False  # the pass budget ran out (backfills left or deferred)
         self._halted: str | None = None
         self._work: queue.SimpleQueue[tuple[Job, Ticket] | None] = queue.SimpleQueue()
         self._done_lock = threading.Lock()
         self._done: list[tuple[Job, Verdict]] = []
 
-    def run(self, symbols: list[str]) -> tuple[list[SymbolResult], EndReason]:
-        """Sync every symbol; (results in completion order, then interrupted and
-        abandoned ones; why the pass ended). `symbols` in dispatch order."""
-        self._ready = [(rank, Job(symbol, rank)) for rank, symbol in enumerate(symbols)]
-        self._total = len(symbols)
+    def run(self, jobs: list[Job]) -> tuple[list[SymbolResult], EndReason]:
+        """Sync every job; (results in completion order, then interrupted and abandoned
+        ones; why the pass ended). Within a lane, lower ranks leave first."""
+        for job in jobs:
+            self._ready[job.lane].append((job.rank, job))
+        for heap in self._ready.values():
+            heapq.heapify(heap)
+        self._total = len(jobs)
         # The health wait may already have used the whole deadline: check before any
         # worker takes a symbol.
         self._check_limits()
-        workers = min(self.limiter.maximum, len(symbols))
+        lanes = {id(limiter): limiter.maximum for limiter in self._lanes.values()}
+        workers = min(sum(lanes.values()), len(jobs))
         for i in range(workers):
             threading.Thread(target=self._worker, name=f"sync-{i}", daemon=True).start()
         try:
@@ -126,7 +118,7 @@ class Pool:
         finally:
             for _ in range(workers):
                 self._work.put(None)
-        left = bool(self._ready or self._waiting)
+        left = self._queued(backfills=not self._budget_hit)
         results = self._ordered_results()
         return results, self._end_reason(results, left)
 
@@ -157,9 +149,12 @@ class Pool:
                 )
                 return
             self._dispatch(now)
-            if not self._in_flight and (self._stop.is_set() or not (self._ready or self._waiting)):
+            if not self._in_flight and (self._stop.is_set() or not self._queued()):
                 return
-            times = [grace_until, self._report(), *self._active_limits()]
+            gate = None if self._stop.is_set() else self._gate.wake_at()
+            if not self._in_flight and not self._waiting and gate is None:
+                return  # what is queued is held by the gate until the next pass
+            times = [grace_until, self._report(), *self._active_limits(), self.limiter.next_check(), gate]
             if self._waiting and not self._stop.is_set():
                 times.append(self._waiting[0][0])
             due = [t - now for t in times if t is not None]
@@ -175,29 +170,41 @@ class Pool:
             self._stop, lambda: bool(self._done) or (self._stop.is_set(), self._stop.signum) != was, timeout
         )
 
+    def _queued(self, backfills: bool = True) -> bool:
+        """Is anything still to send (backfills aside: at the pass budget they are deferred)?"""
+        ready = any(heap for lane, heap in self._ready.items() if backfills or lane is not Lane.BACKFILL)
+        return ready or any(backfills or job.lane is not Lane.BACKFILL for _, _, job in self._waiting)
+
     def _dispatch(self, now: float) -> None:
         while self._waiting and self._waiting[0][0] <= now:
             _, rank, job = heapq.heappop(self._waiting)
-            heapq.heappush(self._ready, (rank, job))
-        while self._ready and not self._stop.is_set():
-            ticket = self.limiter.acquire()
-            if ticket is None:
-                return
-            _, job = heapq.heappop(self._ready)
-            self._in_flight[job.symbol] = job
-            self._work.put((job, ticket))
+            heapq.heappush(self._ready[job.lane], (rank, job))
+        for lane in Lane:  # catch-ups first
+            ready, limiter = self._ready[lane], self._lanes[lane]
+            while ready and not self._stop.is_set():
+                job = ready[0][1]
+                if not self._gate.admit(job):
+                    break  # first in its lane until the gate lets it go
+                ticket = limiter.acquire()
+                if ticket is None:
+                    break
+                heapq.heappop(ready)
+                self._in_flight[job.symbol] = job
+                self._work.put((job, ticket))
 
     def _collect(self) -> None:
         with self._done_lock:
             done, self._done = self._done, []
         for job, verdict in done:
+            if job.symbol in self._left:
+                continue  # its result was given when it was left; this is only the backend's word
             del self._in_flight[job.symbol]
             if verdict.halt is not None and self._halted is None:
                 self._halted = verdict.halt
                 self._log.error(
                     "Pasada detenida: %s; no se despachan más sincronizaciones: %d símbolos omitidos, %d en curso",
                     verdict.halt,
-                    len(self._ready) + len(self._waiting) + 1,
+                    sum(map(len, self._ready.values())) + len(self._waiting) + 1,
                     len(self._in_flight),
                 )
             if verdict.result is not None:
@@ -213,16 +220,35 @@ class Pool:
         return self._progress(where)
 
     def _active_limits(self) -> list[float]:
-        return [] if self._stop.is_set() else [limit.at for limit in self._limits]
+        """The limits still to wake for: after a stop, only one that will leave backfills."""
+        now, stopped = self._clock.now(), self._stop.is_set()
+        return [limit.at for limit in self._limits if not stopped or (limit.leave_backfills and limit.at > now)]
 
     def _check_limits(self) -> None:
         now = self._clock.now()
         for limit in self._limits:
-            if self._stop.is_set():
-                return
-            if now >= limit.at:
+            if now < limit.at:
+                continue
+            if not self._stop.is_set():
                 self._stop.request(EndReason.DEADLINE)
                 self._log.warning("%s: no se despachan más símbolos; %d en curso", limit.message, len(self._in_flight))
+            if limit.leave_backfills and self._stop.signum is None:
+                self._budget_hit = True
+                self._leave_backfills()
+
+    def _leave_backfills(self) -> None:
+        """The backfills in flight finish in the backend; the pass does not wait for them.
+        The ones that had not left yet are deferred to the next pass."""
+        for _, job in self._ready[Lane.BACKFILL]:
+            job.deferred = True
+        if self._leave is None:
+            return
+        for symbol, job in list(self._in_flight.items()):
+            if job.lane is Lane.BACKFILL:
+                job.left = True
+                del self._in_flight[symbol]
+                self._left.add(symbol)
+                self._results[symbol] = self._leave(job)
 
     def _end_reason(self, results: list[SymbolResult], left: bool) -> EndReason:
         if self._stop.signum is not None:
@@ -230,7 +256,9 @@ class Pool:
         reason = self._stop.reason
         if reason is not None and (reason is not EndReason.DEADLINE or left):
             return reason
-        failed = any(r.status is not SymbolStatus.OK for r in results)
+        # A backfill left to the backend is still running there, a deferred one waits for
+        # the next pass: neither is a failure.
+        failed = any(r.failed for r in results)
         return EndReason.SYMBOLS_FAILED if failed else EndReason.OK
 
     # -- workers ----------------------------------------------------------------------
@@ -246,7 +274,7 @@ class Pool:
             if verdict.halt is not None:
                 # At once, from here: not one more sync may leave while the coordinator wakes.
                 self._stop.request(EndReason.EXCHANGE_LIMITED)
-            self.limiter.release(ticket, verdict.signal)
+            self._lanes[job.lane].release(ticket, verdict.signal)
             with self._done_lock:
                 self._done.append((job, verdict))
             self._stop.notify()
@@ -257,6 +285,7 @@ class Pool:
             SymbolResult(sym, SymbolStatus.INTERRUPTED, error="en curso al agotarse la espera")
             for sym in sorted(self._in_flight)
         ]
-        queued = sorted([job for _, job in self._ready] + [job for _, _, job in self._waiting], key=lambda j: j.rank)
+        ready = [job for heap in self._ready.values() for _, job in heap]
+        queued = sorted(ready + [job for _, _, job in self._waiting], key=lambda j: j.rank)
         abandoned = [self._abandon(job, self._halted) for job in queued]
         return list(self._results.values()) + interrupted + abandoned

@@ -11,7 +11,7 @@ import logging
 import math
 
 from coin_sync.clock import Clock
-from coin_sync.sync.pool import PoolProgress
+from coin_sync.sync.pool_api import PoolProgress
 
 FIRST_AFTER = 5.0
 EVERY_SECONDS = 10.0

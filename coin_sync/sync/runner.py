@@ -1,27 +1,31 @@
 """One sync pass, composed: wait for a healthy backend, resolve the symbols (coin_sync.sync.plan),
-hold back the ambiguous ones (coin_sync.sync.memory), sync the rest longest first in the pool
+hold back the ambiguous ones (coin_sync.sync.memory), sync the rest in two lanes (catch-ups
+first, backfills beside them: coin_sync.sync.lanes) in the pool
 (one attempt at a time: coin_sync.sync.syncer), judge the freshness, and return the report.
 Publishing the report is coin_sync.observe.publish's job."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 
 from coin_sync.backend.health import wait_until_healthy
 from coin_sync.backend.wire import ListedSymbol
 from coin_sync.clock import Clock
 from coin_sync.config.settings import Settings
-from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, EndReason, PassReport, SymbolResult
+from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, SKIP_DEFERRED, EndReason, PassReport, SymbolResult, SymbolStatus
 from coin_sync.stop import Interrupted
+from coin_sync.sync.attempt import Job
 from coin_sync.sync.completeness import assess_completeness
 from coin_sync.sync.context import PassContext
-from coin_sync.sync.freshness import assess, parse_timestamp
-from coin_sync.sync.limiter import INITIAL_LIMIT, make_limiter
+from coin_sync.sync.exchange_budget import ExchangeBudget
+from coin_sync.sync.exchange_gate import ExchangeGate
+from coin_sync.sync.freshness import judged
+from coin_sync.sync.lanes import Lane, classify, dispatch_order
+from coin_sync.sync.limiter import INITIAL_LIMIT, Limiter, make_limiter
 from coin_sync.sync.memory import Memory
-from coin_sync.sync.ordering import longest_first
 from coin_sync.sync.plan import SymbolPlan, resolve_plan
-from coin_sync.sync.pool import Limit, Pool
+from coin_sync.sync.pool import Pool
+from coin_sync.sync.pool_api import Limit
 from coin_sync.sync.progress import ProgressReporter
 from coin_sync.sync.syncer import SymbolSync
 
@@ -50,23 +54,32 @@ def run_pass(ctx: PassContext) -> PassReport:
             memory = Memory(ctx, plan) if reason is None else None
         if reason is None:
             assert memory is not None
-            pool, syncer = _pool(ctx, memory, started)
-            symbols = longest_first(memory.send, _known_last_records(plan, clock.wall()), clock.wall())
-            _log_start(ctx, len(symbols), len(memory.held_results()))
+            jobs = _jobs(ctx, plan, memory.send)
+            # Shards run at once against one backend, one IP: each gets its share.
+            share = max(1, s.sync.exchange_weight_per_minute // s.sync.shard_count)
+            budget = ExchangeBudget(share, memory.exchange, clock.wall())
+            gate = ExchangeGate(budget, memory.exchange, jobs, clock, log)
+            pool = _pool(ctx, memory, plan, started, gate)
+            _log_start(ctx, len(jobs), len(memory.held_results()))
             results: list[SymbolResult] = []
             try:
-                results, reason = pool.run(symbols)
+                results, reason = pool.run(jobs)
+                deferred = sum(1 for r in results if r.skip_reason == SKIP_DEFERRED)
+                if deferred:
+                    why = gate.deferral_note() if gate.deferring else "el presupuesto de la pasada se agotó antes"
+                    log.info("⏭ %d backfills diferidos a la próxima pasada: %s", deferred, why)
                 report.concurrency_max, report.concurrency_final = pool.limiter.peak, pool.limiter.limit
                 # Held symbols too: one held pass after pass is the one most likely stuck.
-                results = judge_freshness(
-                    ctx, results + memory.held_results(), syncer.last_records, plan.listed_last_records
-                )
-                results = judge_completeness(ctx, results, plan.listed)
+                results += memory.held_results()
             finally:
+                report.exchange_budget, report.exchange_weight = gate.budget.limit, gate.budget.charged
+                memory.exchange = gate.budget.memory(clock.wall())
                 # Even if something above raised: this pass's ambiguous syncs must be
                 # remembered, or the next pass could re-send a backfill still running.
-                report.results = results
-                memory.finish(results)
+                pending = memory.finish(results)
+            report.results = judge_completeness(
+                ctx, completed(ctx, results, plan, pending), plan.listing.rows if plan.listing else {}
+            )
             if reason is EndReason.OK and s.sync.fail_on_stale and report.stale:
                 reason = EndReason.STALE
             elif reason is EndReason.OK and s.sync.fail_on_gaps and report.gaps:
@@ -96,7 +109,7 @@ def _shown_concurrency(s: Settings) -> str:
     return f"auto, de {min(INITIAL_LIMIT, s.sync.concurrency_max)} hasta {s.sync.concurrency_max}"
 
 
-def _pool(ctx: PassContext, memory: Memory, started: float) -> tuple[Pool, SymbolSync]:
+def _pool(ctx: PassContext, memory: Memory, plan: SymbolPlan, started: float, gate: ExchangeGate) -> Pool:
     """PASS_DEADLINE_SECONDS and PASS_BUDGET_SECONDS count from the start of the pass
     (health wait included)."""
     s = ctx.settings.sync
@@ -106,10 +119,11 @@ def _pool(ctx: PassContext, memory: Memory, started: float) -> tuple[Pool, Symbo
         limits.append(Limit(started + s.deadline_seconds, shown))
     budget_end = started + s.budget_seconds if s.budget_seconds else None
     if budget_end is not None:
-        limits.append(Limit(budget_end, f"Presupuesto de la pasada ({s.budget_seconds:g} s) agotado"))
+        shown = f"Presupuesto de la pasada ({s.budget_seconds:g} s) agotado"
+        limits.append(Limit(budget_end, shown, leave_backfills=True))
     limiter = make_limiter(s.concurrency, s.concurrency_max, ctx.clock)
-    syncer = SymbolSync(ctx, memory, limiter, budget_end)
-    pool = Pool(
+    syncer = SymbolSync(ctx, memory, plan.listing, limiter, budget_end, gate=gate)
+    return Pool(
         syncer.attempt,
         syncer.abandon,
         limiter=limiter,
@@ -119,39 +133,43 @@ def _pool(ctx: PassContext, memory: Memory, started: float) -> tuple[Pool, Symbo
         limits=tuple(limits),
         grace_seconds=s.shutdown_grace_seconds,
         progress=ProgressReporter(ctx.clock, ctx.log),
+        backfill_lane=Limiter(s.backfill_concurrency, ctx.clock),
+        gate=gate,
+        leave=syncer.leave,
     )
-    return pool, syncer
 
 
-def _known_last_records(plan: SymbolPlan, now: datetime) -> dict[str, datetime | None]:
-    """For the order: each listed symbol's last_record (None when unusable); a symbol
-    the backend did not list is absent, a full backfill."""
-    if plan.listing is None:
-        return {}
-    return {name: parse_timestamp(raw, now)[0] for name, raw in plan.listed_last_records.items()}
+def _jobs(ctx: PassContext, plan: SymbolPlan, symbols: list[str]) -> list[Job]:
+    """This pass's jobs in dispatch order, each in its lane (coin_sync.sync.lanes)."""
+    now = ctx.clock.wall()
+    ordered = dispatch_order(classify(symbols, plan.listing, now), plan.listing, now)
+    backfills = [p for p in ordered if p.lane is Lane.BACKFILL]
+    if backfills:
+        ctx.log.info(
+            "Carriles: %d al día primero, %d backfills aparte (BACKFILL_CONCURRENCY=%d; ~%d peticiones al exchange)",
+            len(ordered) - len(backfills),
+            len(backfills),
+            ctx.settings.sync.backfill_concurrency,
+            sum(p.requests for p in backfills),
+        )
+    return [Job(p.symbol, rank, p.lane, p.requests) for rank, p in enumerate(ordered)]
 
 
-def judge_freshness(
-    ctx: PassContext, results: list[SymbolResult], synced: dict[str, object], listed: dict[str, object]
+def completed(
+    ctx: PassContext, results: list[SymbolResult], plan: SymbolPlan, pending: frozenset[str]
 ) -> list[SymbolResult]:
-    """Each result with its freshness as of now; one WARNING per stale symbol and per
-    timestamp the backend got wrong."""
-    now, stale_after = ctx.clock.wall(), ctx.settings.sync.stale_after_seconds
-    judged = []
+    """The pass's results as reported, each built once from what the pool returned: a
+    synced symbol already carries its answer's freshness; every other one gets the
+    listing's as of now (one WARNING per stale symbol and per wrong timestamp)."""
+    now, stale_after, listing = ctx.clock.wall(), ctx.settings.sync.stale_after_seconds, plan.listing
+    final = []
     for result in results:
-        fresh = assess(synced.get(result.symbol), listed.get(result.symbol), now, stale_after)
-        if fresh.problem is not None:
-            ctx.log.warning("⚠ %s: frescura desconocida (%s)", result.symbol, fresh.problem)
-        elif fresh.stale and fresh.lag_seconds is not None:
-            ctx.log.warning(
-                "⚠ %s desactualizado: último registro %s, %.1f min de retraso (STALE_AFTER_SECONDS=%g)",
-                result.symbol,
-                fresh.iso,
-                fresh.lag_seconds / 60,
-                stale_after,
-            )
-        judged.append(replace(result, last_record=fresh.iso, lag_seconds=fresh.lag_seconds, stale=fresh.stale))
-    return judged
+        judged_now = result
+        if result.status is not SymbolStatus.OK:
+            listed = None if listing is None else listing.stamp(result.symbol)
+            judged_now = judged(result, None, listed, now=now, stale_after=stale_after, log=ctx.log)
+        final.append(replace(judged_now, pending_backfill=result.symbol in pending))
+    return final
 
 
 def judge_completeness(
@@ -159,8 +177,8 @@ def judge_completeness(
 ) -> list[SymbolResult]:
     """Each result with its missing minutes as /api/symbols counted them at the start of
     the pass (a hole is never refilled, so the count holds); one WARNING per holed symbol
-    and per count the backend got wrong (a bad listed last_record only when judge_freshness,
-    which then had no other, has not named it already)."""
+    and per count the backend got wrong (a bad listed last_record only when the freshness
+    judgement, which then had no other, has not named it already)."""
     now, judged = ctx.clock.wall(), []
     for result in results:
         row = listed.get(result.symbol)

@@ -6,7 +6,6 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from coin_sync.backend.wire import ListedSymbol
 from coin_sync.config.parsing import normal_symbol, symbol_problem
 
 
@@ -21,19 +20,6 @@ class Rejected:
         # non-ASCII (Binance lists names such as 币安人生USDT), so a bad name can never
         # forge a log line.
         return repr(self.raw)
-
-
-def listed_rows(rows: Iterable[ListedSymbol]) -> dict[str, ListedSymbol]:
-    """Each row by normalised name (the first row of a name wins)."""
-    found: dict[str, ListedSymbol] = {}
-    for row in rows:
-        found.setdefault(normal_symbol(row.name), row)
-    return found
-
-
-def listed_last_records(rows: Iterable[ListedSymbol]) -> dict[str, object]:
-    """Raw last_record by normalised name (the first row of a name wins)."""
-    return {name: row.last_record for name, row in listed_rows(rows).items()}
 
 
 def normalise_symbols(raw: Iterable[str]) -> tuple[list[str], list[Rejected]]:

@@ -466,8 +466,12 @@ def test_dashboard_freshness_first_then_passes(helm: Helm) -> None:
         "Huecos en los datos",
         "Símbolos con huecos ahora",
         "Minutos sin datos",
+        "Backfills",
+        "Backfills diferidos",
+        "Peso del exchange por pasada frente al presupuesto",
     ]
     queries = dashboard_queries(board)
+    assert queries["Backfills diferidos/A"] == f"sum(coin_sync_last_pass_deferred_symbols{{{SELECTOR}}})"
     assert queries["Símbolos al día (proporción)/A"] == f"coin_sync:symbols_fresh:ratio{{{SELECTOR}}}"
     assert queries["Símbolos desactualizados ahora/A"] == (
         f"sort_desc(coin_sync:symbol_data_age_seconds{{{SELECTOR}}} > 240)"

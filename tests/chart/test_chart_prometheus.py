@@ -86,7 +86,14 @@ def check_stale_alert_and_dashboard(stack: Stack) -> None:
     assert stale_now == {FROZEN}
     (ratio,) = results["Símbolos al día (proporción)/A"]
     assert float(ratio["value"][1]) == pytest.approx(len(CURRENT) / (len(CURRENT) + 1))
-    for name in ("Último código de salida/A", "Símbolos por estado/A", "Nuevos registros/A", "Reintentos/A"):
+    for name in (
+        "Último código de salida/A",
+        "Símbolos por estado/A",
+        "Nuevos registros/A",
+        "Reintentos/A",
+        "Backfills/A",
+        "Backfills/B",
+    ):
         assert results[name], f"{name}: sin datos"
 
 
@@ -113,6 +120,8 @@ def pass_metrics(now: float) -> str:
             "coin_sync_last_pass_stale_symbols": 1,
             "coin_sync_last_pass_new_records": 2,
             "coin_sync_last_pass_retries": 0,
+            "coin_sync_last_pass_backfills": 0,
+            "coin_sync_last_pass_left_to_backend": 0,
             "coin_sync_last_pass_max_lag_seconds": 3 * 3600 - 60,
         },
         {

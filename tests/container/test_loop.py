@@ -25,7 +25,7 @@ from container_support import ListHandler
 
 from coin_sync.config.table import settings_from
 from coin_sync.loop.wrapper import KILL_MARGIN_SECONDS, run_loop
-from coin_sync.observe.metrics import LoopMetrics
+from coin_sync.observe.loop_metrics import LoopMetrics
 from coin_sync.outcome import PassReport
 from coin_sync.stop import Stop
 from prom_tools import samples

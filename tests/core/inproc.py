@@ -85,7 +85,7 @@ def run_pass_inproc(
     log.propagate = False
     log.setLevel(logging.DEBUG)
     log.addHandler(collect)
-    client = make_client(settings.backend, settings.sync.max_in_flight)
+    client = make_client(settings.backend, settings.sync.connections)
     if sync_cost:
         client = CostlyClient(client, clock, sync_cost)
     try:

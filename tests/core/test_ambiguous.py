@@ -14,8 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from coin_sync.sync.holds import Listing, decide
-from coin_sync.sync.state import AmbiguousSync, FileStateStore, MemoryStateStore, state_from_json, state_to_json
+from coin_sync.backend.wire import ListedSymbol
+from coin_sync.sync.holds import decide
+from coin_sync.sync.listing import Listing
+from coin_sync.sync.state import (
+    AmbiguousSync,
+    FileStateStore,
+    MemoryStateStore,
+    Remembered,
+    state_from_json,
+    state_to_json,
+)
 from fake_backend import Call, FakeBackend, hang, hang_until, status
 from virtual_clock import WALL_START as EPOCH
 from virtual_clock import VirtualClock
@@ -37,7 +46,7 @@ def test_after_a_read_timeout_the_next_pass_holds_it_until_the_backend_finished(
     with FakeBackend(symbols=3, behind={"BTCUSDT": 3600}, clock=clock.wall) as backend:
         backend.script("BTCUSDT", hang(1.5))
         first = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
-        assert first.code == 1 and "BTCUSDT" in state.state
+        assert first.code == 1 and "BTCUSDT" in state.state.ambiguous
         (sent,) = backend.sync_calls("BTCUSDT")
 
         backend.script("BTCUSDT")  # from now on it answers at once
@@ -62,7 +71,7 @@ def test_after_a_read_timeout_the_next_pass_holds_it_until_the_backend_finished(
         assert backend.in_flight_by_symbol_peak["BTCUSDT"] == 1
     assert third.code == 0 and not third.lines("⏸")
     assert next(s for s in third.summary["symbols"] if s["symbol"] == "BTCUSDT")["missing_minutes"] == 5
-    assert state.state == {}  # resolved: nothing left to remember
+    assert state.state.ambiguous == {}  # resolved: nothing left to remember
 
 
 def test_a_504_is_remembered_too(run_pass) -> None:  # type: ignore[no-untyped-def]
@@ -70,8 +79,8 @@ def test_a_504_is_remembered_too(run_pass) -> None:  # type: ignore[no-untyped-d
     with FakeBackend(symbols=2, frozen={"ETHUSDT"}) as backend:  # a live last_record moves each minute
         backend.script("ETHUSDT", status(504, "<html>Gateway Timeout</html>"))
         run_pass(state=state, BACKEND_URL=backend.url)
-    assert set(state.state) == {"ETHUSDT"}
-    assert state.state["ETHUSDT"].last_record == backend.stats("ETHUSDT")["last_record"]
+    assert set(state.state.ambiguous) == {"ETHUSDT"}
+    assert state.state.ambiguous["ETHUSDT"].last_record == backend.stats("ETHUSDT")["last_record"]
 
 
 def test_the_hold_ends_after_ambiguous_hold_seconds_on_the_virtual_clock(run_pass) -> None:  # type: ignore[no-untyped-def]
@@ -79,14 +88,14 @@ def test_the_hold_ends_after_ambiguous_hold_seconds_on_the_virtual_clock(run_pas
     # The backend never finished it: its last_record stays what it was when sent.
     with FakeBackend(symbols=2, frozen={"BTCUSDT"}) as backend:
         before = backend.stats("BTCUSDT")["last_record"]
-        state = MemoryStateStore({"BTCUSDT": AmbiguousSync("BTCUSDT", clock.wall(), before)})
+        state = MemoryStateStore(Remembered({"BTCUSDT": AmbiguousSync("BTCUSDT", clock.wall(), before)}))
         clock.advance(99)
         held = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, AMBIGUOUS_HOLD_SECONDS="100")
         assert not backend.sync_calls("BTCUSDT") and held.lines("dentro de 1 s")
         clock.advance(1)
         sent = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, AMBIGUOUS_HOLD_SECONDS="100")
         assert len(backend.sync_calls("BTCUSDT")) == 1
-    assert sent.code == 0 and state.state == {}
+    assert sent.code == 0 and state.state.ambiguous == {}
 
 
 def test_the_default_hold_is_twice_http_timeout() -> None:
@@ -109,10 +118,8 @@ def test_decide_policy() -> None:
         "ZUSDT": AmbiguousSync("ZUSDT", sent - timedelta(seconds=700), old),  # expired, not in this pass: dropped
         "YUSDT": AmbiguousSync("YUSDT", sent + timedelta(days=1), old),  # a clock far ahead: dropped
     }
-    listing = Listing(
-        ["AUSDT", "BUSDT", "CUSDT", "EUSDT"],
-        {"AUSDT": old, "BUSDT": "2025-11-17T14:46:00+00:00", "CUSDT": old, "EUSDT": old},
-    )
+    rows = {"AUSDT": old, "BUSDT": "2025-11-17T14:46:00+00:00", "CUSDT": old, "EUSDT": old}
+    listing = Listing.from_rows([ListedSymbol(name, last) for name, last in rows.items()])
     symbols = ["AUSDT", "BUSDT", "CUSDT", "DUSDT", "EUSDT", "FUSDT"]
     decision = decide(state, symbols, listing, sent + timedelta(seconds=10), 600)
     assert decision.send == ["BUSDT", "CUSDT", "FUSDT"]
@@ -129,7 +136,7 @@ def test_state_round_trips_through_json() -> None:
         "BUSDT": AmbiguousSync("BUSDT", EPOCH, None),
         "CUSDT": AmbiguousSync("CUSDT", EPOCH, None, baseline_known=False),
     }
-    assert state_from_json(json.loads(json.dumps(state_to_json(state)))) == state
+    assert state_from_json(json.loads(json.dumps(state_to_json(Remembered(state))))) == Remembered(state)
 
 
 @pytest.mark.parametrize(
@@ -140,7 +147,7 @@ def test_a_corrupt_state_file_is_one_warning_and_empty(tmp_path: Path, content: 
     path = tmp_path / "state.json"
     path.write_bytes(content)
     with caplog.at_level(logging.WARNING, logger=LOG.name):
-        assert FileStateStore(path, LOG).load() == {}
+        assert FileStateStore(path, LOG).load() == Remembered()
     (record,) = caplog.records
     assert record.levelname == "WARNING" and "se trata como vacío" in record.getMessage()
 
@@ -148,11 +155,11 @@ def test_a_corrupt_state_file_is_one_warning_and_empty(tmp_path: Path, content: 
 def test_the_state_file_is_written_atomically_and_read_back(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "state.json"
     store = FileStateStore(path, LOG)
-    store.save({})
+    store.save(Remembered())
     assert not path.exists()  # nothing to remember, nothing written
     entry = AmbiguousSync("BTCUSDT", EPOCH, None)
-    store.save({"BTCUSDT": entry})
-    assert store.load() == {"BTCUSDT": entry}
+    store.save(Remembered({"BTCUSDT": entry}))
+    assert store.load() == Remembered({"BTCUSDT": entry})
     assert [p.name for p in path.parent.iterdir()] == ["state.json"]  # no temporary left behind
 
 
@@ -199,7 +206,8 @@ def test_with_symbols_to_sync_the_list_is_read_only_to_check_a_hold(run_pass) ->
         backend.script("BTCUSDT", hang(5.0))
         run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
         assert listings() == 1  # once, for the last_record the hold is measured from
-        assert state.state["BTCUSDT"].last_record == before and state.state["BTCUSDT"].baseline_known
+        remembered = state.state.ambiguous["BTCUSDT"]
+        assert remembered.last_record == before and remembered.baseline_known
         held = run_pass(clock=clock, state=state, BACKEND_URL=backend.url, **env)
         assert listings() == 2 and len(backend.sync_calls("BTCUSDT")) == 2
     assert held.lines("⏸ BTCUSDT no se envía")
@@ -221,7 +229,7 @@ def test_a_sync_abandoned_in_flight_by_a_signal_is_remembered(run_pass) -> None:
         threading.Thread(target=signal_once_in_flight, daemon=True).start()
         run = run_pass(stop=stop, state=state, BACKEND_URL=backend.url, SYNC_CONCURRENCY="1")
     assert run.code == 143
-    assert set(state.state) == {"BTCUSDT"}  # the backend may still be running it
+    assert set(state.state.ambiguous) == {"BTCUSDT"}  # the backend may still be running it
 
 
 def _poll_calls(backend: FakeBackend, count: int, limit: float = 30.0) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from coin_sync.backend.wire import MISSING
-from coin_sync.sync.freshness import assess, parse_timestamp
+from coin_sync.sync.freshness import assess, stamp
 from fake_backend import BAD_TIMESTAMPS, FakeBackend, error400, wrong_json
 from virtual_clock import VirtualClock
 
@@ -134,19 +134,23 @@ NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
         (MISSING, None),
     ],
 )
-def test_parse_timestamp(raw: object, expected: datetime | None) -> None:
-    value, problem = parse_timestamp(raw, NOW)
+def test_a_stamp_is_parsed_once_and_judged_against_now(raw: object, expected: datetime | None) -> None:
+    parsed = stamp(raw)
+    assert parsed is not None
+    value, problem = parsed.judged(NOW).at, parsed.judged(NOW).problem
     assert value == expected
     assert (problem is None) == (expected is not None)
 
 
 def test_assess_prefers_the_sync_answer_then_the_listing() -> None:
-    listed, synced = "2026-01-01T11:00:00+00:00", "2026-01-01T11:58:00+00:00"
+    listed, synced = stamp("2026-01-01T11:00:00+00:00"), stamp("2026-01-01T11:58:00+00:00")
+    missing = stamp(MISSING)
+    assert stamp(None) is None  # a source that never carries the field
     assert assess(synced, listed, NOW, 180).lag_seconds == 60.0
     assert assess(None, listed, NOW, 180).lag_seconds == 3540.0
-    assert assess(MISSING, listed, NOW, 180).lag_seconds == 3540.0
-    assert assess(MISSING, None, NOW, 180).problem == "sin last_record"
+    assert assess(missing, listed, NOW, 180).lag_seconds == 3540.0
+    assert assess(missing, None, NOW, 180).problem == "sin last_record"
     assert assess(None, None, NOW, 180) == assess(None, None, NOW, 0)
     assert not assess(None, None, NOW, 180).known
-    current = assess("2026-01-01T11:59:30+00:00", None, NOW, 0)
+    current = assess(stamp("2026-01-01T11:59:30+00:00"), None, NOW, 0)
     assert current.lag_seconds == 0.0 and not current.stale

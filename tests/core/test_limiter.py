@@ -9,6 +9,8 @@ import random
 from coin_sync.sync.limiter import (
     BETA,
     INITIAL_LIMIT,
+    LONG_CALL_FACTOR,
+    LONG_CALL_FLOOR,
     NEAR_CEILING_SLOWDOWN,
     AdaptiveLimiter,
     Limiter,
@@ -128,3 +130,37 @@ def test_inflated_latency_backs_off_but_lognormal_noise_does_not() -> None:
         if limiter.limit < steady:
             break
     assert limiter.limit < steady
+
+
+def test_a_long_call_gives_its_slot_back_once_and_is_no_latency_sample() -> None:
+    clock = VirtualClock()
+    limiter = AdaptiveLimiter(64, clock)
+    long_calls = _fill(limiter)  # four calls that will not end soon
+    assert len(long_calls) == INITIAL_LIMIT and limiter.acquire() is None
+    # Before any call ended, a call counts as long after the floor.
+    assert limiter.next_check() == LONG_CALL_FLOOR
+    clock.advance(LONG_CALL_FLOOR)
+    assert limiter.next_check() is None  # all four counted, nothing left to wait for
+    assert limiter.limit == 2 * INITIAL_LIMIT  # one slot back per long call, once
+    clock.advance(60)
+    assert limiter.limit == 2 * INITIAL_LIMIT  # counted once, however long they run
+    for _ in range(20):
+        _round(limiter, clock)  # ordinary calls: 0.1 s
+    typical = limiter.latency()
+    assert typical is not None
+    for ticket in long_calls:
+        limiter.release(ticket, Signal.OK)
+    # 60 s calls said how much work they were, not how loaded the backend is.
+    assert limiter.latency() == typical
+    # With a typical latency known, long means LONG_CALL_FACTOR times it (at least the floor).
+    ticket = limiter.acquire()
+    assert ticket is not None
+    assert limiter.next_check() == clock.now() + max(LONG_CALL_FLOOR, LONG_CALL_FACTOR * typical)
+
+
+def test_a_fixed_limit_ignores_long_calls() -> None:
+    clock = VirtualClock()
+    limiter = make_limiter(2, 64, clock)
+    _fill(limiter)
+    clock.advance(600)
+    assert limiter.next_check() is None and limiter.acquire() is None and limiter.limit == 2

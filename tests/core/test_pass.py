@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from coin_sync.outcome import SymbolStatus
-from coin_sync.sync.attempt import OVERLOAD_REQUEUES
 from fake_backend import FakeBackend, bad_json, error400, error500, hang, ok, rate_limited, status, wrong_json
 
 
@@ -64,19 +63,21 @@ def test_transient_errors_are_retried_then_succeed(fake_backend: FakeBackend, ru
     assert run.lines("HTTP 500: Binance rate limit")
     assert run.lines("✓ BTCUSDT sincronizado: 4 nuevos registros")
     assert run.lines("✓ ETHUSDT sincronizado: 1 nuevo registro") and not run.lines("1 nuevos registros")
-    # 500/502/503 are overload: re-queued, not failed attempts; bad bodies are attempts.
+    # Issue 18 changed this on purpose: only 503 (and 429) are overload, re-queued without
+    # counting; a plain 500 and a 502 are failed attempts, as bad bodies are.
     counts = {s["symbol"]: (s["attempts"], s["requeued"]) for s in run.summary["symbols"]}
-    assert counts["BTCUSDT"] == (1, 3) and counts["ETHUSDT"] == (3, 0)
-    assert len(run.lines("BTCUSDT: el backend no admite más carga")) == 3
-    assert not run.lines("↻ BTCUSDT")
+    assert counts["BTCUSDT"] == (3, 1) and counts["ETHUSDT"] == (3, 0)
+    assert len(run.lines("BTCUSDT: el backend no admite más carga")) == 1
+    assert len(run.lines("↻ BTCUSDT")) == 2
 
 
 def test_retries_stop_at_max_retries(fake_backend: FakeBackend, run_pass) -> None:  # type: ignore[no-untyped-def]
     fake_backend.script("BTCUSDT", error500("down"))
     run = run_pass(BACKEND_URL=fake_backend.url, MAX_RETRIES="2")
     assert run.code == 1
-    # A 500 is overload first (re-queued, bounded), then counted attempts: it still ends.
-    assert len(fake_backend.sync_calls("BTCUSDT")) == OVERLOAD_REQUEUES + 3
+    # MAX_RETRIES means what it says (issue 18; it was OVERLOAD_REQUEUES + 3 = 8 calls, a
+    # 500 taken for overload): a plain 500 forever is called MAX_RETRIES + 1 times.
+    assert len(fake_backend.sync_calls("BTCUSDT")) == 3
     assert len(run.lines("↻ BTCUSDT: intento")) == 2
     (line,) = run.lines("✗ BTCUSDT")
     assert " ERROR " in line and "3 intento" in line and "HTTP 500: down" in line

@@ -9,7 +9,9 @@ import sys
 import pytest
 
 from coin_sync.backend.wire import MISSING, ListedSymbol, parse_symbols_payload
-from coin_sync.sync.symbols import listed_last_records, normalise_symbols, select_shard, shard_of
+from coin_sync.sync.freshness import stamp
+from coin_sync.sync.listing import Listing
+from coin_sync.sync.symbols import normalise_symbols, select_shard, shard_of
 
 
 def test_both_payload_shapes() -> None:
@@ -30,7 +32,10 @@ def test_both_payload_shapes() -> None:
         ListedSymbol(" btcusdt", MISSING, MISSING, MISSING),
     ]
     # The first row of a normalised name wins.
-    assert listed_last_records(rows) == {"BTCUSDT": "2025-11-17T14:45:00+00:00", "ETHUSDT": MISSING}
+    assert Listing.from_rows(rows).stamps == {
+        "BTCUSDT": stamp("2025-11-17T14:45:00+00:00"),
+        "ETHUSDT": stamp(MISSING),
+    }
     # A bare name carries no timestamp, and none is expected.
     assert parse_symbols_payload(["BTCUSDT", "ETHUSDT"]) == [ListedSymbol("BTCUSDT"), ListedSymbol("ETHUSDT")]
     assert parse_symbols_payload({"success": True, "count": 0, "symbols": []}) == []

@@ -15,7 +15,7 @@ import pytest
 from k8s_support import FAILED, JOB, OK, OK_REPORT, POD, SKIPPED, OpenGuard, events, make_report, status_data
 from kube_api import CONFIGMAPS, NAMESPACE, ApiServer
 
-from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, EndReason, PassReport, SymbolStatus
+from coin_sync.outcome import SKIP_AMBIGUOUS_HOLD, SKIP_DEFERRED, EndReason, PassReport, SymbolStatus
 
 PLAIN_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -144,24 +144,25 @@ def test_status_record_fields(apiserver: ApiServer, guard_for: OpenGuard) -> Non
     assert configmap["metadata"]["labels"] == {"app.kubernetes.io/name": "coin-sync"}
 
 
-# Issue 9's freshness, issue 12's flags and issue 19's holes, appended after the fields
+# Issue 9's freshness, issue 12's flags, issue 19's holes and issue 18's deferred, appended after the fields
 # readers already use.
 NEW_FIELDS = (
     "stale", "freshness_unknown", "max_lag_seconds", "rejected", "pending_backfill", "pending_backfill_symbols", "held",
-    "symbols_with_gaps", "missing_minutes", "gap_symbols",
+    "symbols_with_gaps", "missing_minutes", "gap_symbols", "deferred",
 )  # fmt: skip
 
 
 def test_status_record_carries_freshness_and_the_symbols_flags(apiserver: ApiServer, guard_for: OpenGuard) -> None:
     declared = [(f"NEW{i:02d}USDT", FAILED) for i in range(22)]
     report = make_report(
-        ("BTCUSDT", OK), ("ETHUSDT", OK), ("XRPUSDT", SKIPPED), ("BTCUSTD", FAILED), *declared,
+        ("BTCUSDT", OK), ("ETHUSDT", OK), ("XRPUSDT", SKIPPED), ("BTCUSTD", FAILED), ("SOLUSDT", SKIPPED), *declared,
         reason=EndReason.SYMBOLS_FAILED,
     )  # fmt: skip
-    btc, eth, xrp, typo, *new = report.results
+    btc, eth, xrp, typo, sol, *new = report.results
     btc.lag_seconds, btc.stale = 900.0, True
     eth.lag_seconds = 12.5
     xrp.skip_reason = SKIP_AMBIGUOUS_HOLD
+    sol.skip_reason = SKIP_DEFERRED
     typo.rejected = True
     for result in new:
         result.pending_backfill = True
@@ -170,7 +171,7 @@ def test_status_record_carries_freshness_and_the_symbols_flags(apiserver: ApiSer
     record = status_data(apiserver)["shard-0"]
     assert {k: record[k] for k in NEW_FIELDS} == {
         "stale": 1,
-        "freshness_unknown": 24,  # all but BTCUSDT and ETHUSDT
+        "freshness_unknown": 25,  # all but BTCUSDT and ETHUSDT
         "max_lag_seconds": 900.0,
         "rejected": 1,
         "pending_backfill": 22,
@@ -179,8 +180,9 @@ def test_status_record_carries_freshness_and_the_symbols_flags(apiserver: ApiSer
         "symbols_with_gaps": 0,
         "missing_minutes": 0,
         "gap_symbols": [],
+        "deferred": 1,
     }
-    assert (record["failed"], record["skipped"], record["failed_total"]) == (23, 1, 23)  # unchanged meanings
+    assert (record["failed"], record["skipped"], record["failed_total"]) == (23, 2, 23)  # unchanged meanings
 
 
 def test_status_record_and_event_carry_the_holes(apiserver: ApiServer, guard_for: OpenGuard) -> None:

@@ -20,7 +20,7 @@ from coin_sync.k8s.guard import KubeGuard
 from coin_sync.k8s.loading import load_api_client
 from coin_sync.k8s.state import ConfigMapStateStore
 from coin_sync.locks.guard import PassGuard
-from coin_sync.sync.state import AmbiguousSync, StateStore, state_to_json
+from coin_sync.sync.state import AmbiguousSync, Remembered, StateStore, state_to_json
 
 SENT = datetime(2025, 11, 17, 14, 45, 30, tzinfo=UTC)
 BTC = AmbiguousSync("BTCUSDT", SENT, "2025-11-17T14:44:00+00:00")
@@ -53,34 +53,35 @@ def test_saved_by_one_pass_and_loaded_by_the_next(apiserver: ApiServer, guard_fo
     first = guard_for()
     assert first.acquire().state == "acquired"
     store = store_of(first)
-    assert store.load() == {}  # no ConfigMap yet: nothing remembered, no warning
-    store.save({"BTCUSDT": BTC, "NEWUSDT": NEW})
+    assert store.load() == Remembered()  # no ConfigMap yet: nothing remembered, no warning
+    store.save(Remembered({"BTCUSDT": BTC, "NEWUSDT": NEW}))
     first.finish(make_report(*OK_REPORT))
 
     data = stored(apiserver)
     assert set(data) == {"shard-0", "ambiguous-0"}
-    assert json.loads(data["ambiguous-0"]) == state_to_json({"BTCUSDT": BTC, "NEWUSDT": NEW})  # STATE_FILE's format
+    # STATE_FILE's format
+    assert json.loads(data["ambiguous-0"]) == state_to_json(Remembered({"BTCUSDT": BTC, "NEWUSDT": NEW}))
 
     second = guard_for(POD_NAME="coin-sync-29000001-fghij")
     assert second.acquire().state == "acquired"
     before = len(apiserver.requests())
-    assert store_of(second).load() == {"BTCUSDT": BTC, "NEWUSDT": NEW}
+    assert store_of(second).load() == Remembered({"BTCUSDT": BTC, "NEWUSDT": NEW})
     assert configmap_calls(apiserver, before) == [("GET", "coin-sync-status")]  # one read
     second.finish(make_report(*OK_REPORT))
 
 
 def test_saved_only_when_changed_and_removed_when_empty(apiserver: ApiServer, guard_for: OpenGuard) -> None:
-    put_value(apiserver, {"ambiguous-0": json.dumps(state_to_json({"BTCUSDT": BTC})), "note": "manual"})
+    put_value(apiserver, {"ambiguous-0": json.dumps(state_to_json(Remembered({"BTCUSDT": BTC}))), "note": "manual"})
     guard = guard_for()
     guard.acquire()
     store = store_of(guard)
     state = store.load()
 
     before = len(apiserver.requests())
-    store.save(dict(state))
+    store.save(Remembered(dict(state.ambiguous)))
     assert configmap_calls(apiserver, before) == []  # unchanged: no write
 
-    store.save({})  # resolved: the key goes, other keys stay
+    store.save(Remembered())  # resolved: the key goes, other keys stay
     assert configmap_calls(apiserver, before) == [("PATCH", "coin-sync-status")]
     assert stored(apiserver) == {"note": "manual"}
     guard.finish(make_report(*OK_REPORT))
@@ -93,13 +94,13 @@ def test_shards_keep_their_own_key(apiserver: ApiServer, guard_for: OpenGuard) -
     shard1.acquire()
     store0, store1 = store_of(shard0), store_of(shard1)
     store0.load(), store1.load()
-    store0.save({"BTCUSDT": BTC})
-    store1.save({"NEWUSDT": NEW})
+    store0.save(Remembered({"BTCUSDT": BTC}))
+    store1.save(Remembered({"NEWUSDT": NEW}))
 
     data = stored(apiserver)
     assert json.loads(data["ambiguous-0"])["ambiguous"].keys() == {"BTCUSDT"}
     assert json.loads(data["ambiguous-1"])["ambiguous"].keys() == {"NEWUSDT"}
-    assert store_of(shard1).load() == {"NEWUSDT": NEW}
+    assert store_of(shard1).load() == Remembered({"NEWUSDT": NEW})
 
 
 @pytest.mark.parametrize(
@@ -113,7 +114,7 @@ def test_a_corrupt_value_is_one_warning_and_empty(
     guard = guard_for()
     guard.acquire()
 
-    assert store_of(guard).load() == {}
+    assert store_of(guard).load() == Remembered()
 
     (warning,) = warnings(caplog)
     assert 'clave "ambiguous-0"' in warning and "no es válido" in warning and "se trata como vacío" in warning
@@ -128,8 +129,8 @@ def test_forbidden_get_is_one_warning_naming_the_verb(
     guard.acquire()
     store = store_of(guard)
 
-    assert store.load() == {}
-    store.save({"BTCUSDT": BTC})  # patch is still allowed
+    assert store.load() == Remembered()
+    store.save(Remembered({"BTCUSDT": BTC}))  # patch is still allowed
     guard.finish(make_report(*OK_REPORT))
 
     (warning,) = warnings(caplog)
@@ -163,8 +164,8 @@ def test_api_down_after_the_lock_costs_one_warning_and_no_further_call(
     finally:
         server.stop()
 
-    assert store.load() == {}
-    store.save({"BTCUSDT": BTC})
+    assert store.load() == Remembered()
+    store.save(Remembered({"BTCUSDT": BTC}))
     guard.finish(make_report(*OK_REPORT))
 
     (warning,) = warnings(caplog)
@@ -189,9 +190,9 @@ def test_a_store_told_the_api_is_down_makes_no_call(
     api = KubeApi(client, NAMESPACE, ApiTimeouts(connect=0.2, read=0.2, connect_retries=0))
     store = ConfigMapStateStore(api, "coin-sync-status", 0, LOG, reach)
 
-    assert store.load() == {}  # refused: one WARNING, and now it knows
+    assert store.load() == Remembered()  # refused: one WARNING, and now it knows
     assert reach.down
-    store.save({"BTCUSDT": BTC})
-    assert store.load() == {}
+    store.save(Remembered({"BTCUSDT": BTC}))
+    assert store.load() == Remembered()
     assert len(warnings(caplog)) == 1
     api.close()

@@ -69,7 +69,9 @@ def test_the_status_record_of_a_real_pass_carries_freshness_and_flags(
     assert record["rejected"] == 1
     assert (record["pending_backfill"], sorted(record["pending_backfill_symbols"])) == (2, ["BTCUSTD", "NEWUSDT"])
     assert record["held"] == 0
-    assert "ambiguous-0" not in configmap(apiserver)  # nothing ambiguous: nothing remembered
+    # Nothing ambiguous to remember; the key keeps the exchange budget's memory (issue 18).
+    remembered = json.loads(configmap(apiserver)["ambiguous-0"])
+    assert remembered["ambiguous"] == {} and remembered["exchange"]["spent"]
 
 
 def test_an_ambiguous_sync_is_held_by_the_next_pod_until_the_backend_finished(
@@ -96,8 +98,10 @@ def test_an_ambiguous_sync_is_held_by_the_next_pod_until_the_backend_finished(
         assert [line for line in second.stdout.splitlines() if "⏸ BTCUSDT no se envía" in line]
         assert status_data(apiserver)["shard-0"]["held"] == 1
         calls = [(m, n) for m, p, n in apiserver.requests()[before:] if p == "configmaps"]
-        # One read at the start; the memory did not change, so only the status is written.
-        assert calls == [("GET", "coin-sync-status"), ("PATCH", "coin-sync-status")]
+        # One read at the start; the ambiguous memory did not change, but the exchange's did
+        # (this pass's spend): the state key, then the status record.
+        assert calls == [("GET", "coin-sync-status"), ("PATCH", "coin-sync-status"), ("PATCH", "coin-sync-status")]
+        assert list(json.loads(configmap(apiserver)["ambiguous-0"])["ambiguous"]) == ["BTCUSDT"]
 
         release.set()
         _wait_finished(sent)  # the backend stored it: its last_record advanced
@@ -106,7 +110,8 @@ def test_an_ambiguous_sync_is_held_by_the_next_pod_until_the_backend_finished(
         assert len(backend.sync_calls("BTCUSDT")) == 2
         assert backend.in_flight_by_symbol_peak["BTCUSDT"] == 1
     assert "⏸" not in third.stdout
-    assert "ambiguous-0" not in configmap(apiserver)  # resolved: the key is gone
+    # Resolved: no ambiguous sync left (the key stays for the exchange budget's memory).
+    assert json.loads(configmap(apiserver)["ambiguous-0"])["ambiguous"] == {}
     assert status_data(apiserver)["shard-0"]["held"] == 0
 
 

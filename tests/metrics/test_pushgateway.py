@@ -146,6 +146,8 @@ SUMMARY: dict[str, Any] = {
         "stale": 0,
         "freshness_unknown": 0,
         "max_lag_seconds": None,
+        "backfills": 0,
+        "left_to_backend": 0,
     },
     "symbols": [],
 }

@@ -16,7 +16,8 @@ from prometheus_client import start_http_server
 from prometheus_client.parser import text_string_to_metric_families
 
 import prom_tools
-from coin_sync.observe.metrics import LoopMetrics, read_summary, render, succeeded
+from coin_sync.observe.loop_metrics import LoopMetrics, read_summary
+from coin_sync.observe.metrics import render, succeeded
 from coin_sync.outcome import EndReason, PassReport, SymbolStatus
 from fake_backend import FakeBackend
 from harness import REPO, clean_env
@@ -41,6 +42,8 @@ def _summary(exit_code: int, finished_at: str, **totals: Any) -> dict[str, Any]:
             "stale": 1,
             "freshness_unknown": 1,
             "max_lag_seconds": 700.0,
+            "backfills": 1,
+            "left_to_backend": 1,
             **totals,
         },
         "symbols": [
@@ -69,6 +72,7 @@ def test_the_loop_serves_the_latest_pass_plus_its_counters_after_two_passes() ->
     success = _one(text, "coin_sync_last_success_timestamp_seconds")
     assert success == _one(text, "coin_sync_last_run_timestamp_seconds") - 60
     assert _one(text, "coin_sync_last_pass_symbols", status="failed") == 1
+    assert _one(text, "coin_sync_last_pass_backfills") == _one(text, "coin_sync_last_pass_left_to_backend") == 1
     # Only known freshness has a per-symbol series.
     (per_symbol,) = samples(text, "coin_sync_symbol_last_record_timestamp_seconds")
     assert per_symbol.labels == {"symbol": "BTCUSDT"} and per_symbol.value == 1767226200.0

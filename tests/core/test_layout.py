@@ -147,3 +147,31 @@ def test_only_the_session_opens_the_k8s_package() -> None:
         if not name.startswith("coin_sync.k8s") and any(i.startswith("coin_sync.k8s") for i in imported)
     }
     assert importers == {"coin_sync.session"}
+
+
+def _readme_map() -> dict[str, set[str]]:
+    """The README's module map ("Desarrollo"): each folder's listed files."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("## Desarrollo") :].split("```")[1]
+    listed: dict[str, set[str]] = {}
+    folder = ""
+    for line in block.splitlines():
+        entry = line.strip().split(" ")[0]
+        if line.startswith("  ") and not line.startswith("    ") and entry.endswith("/"):
+            folder = entry.rstrip("/")
+        elif line.startswith("    ") and entry.endswith(".py"):
+            listed.setdefault(folder, set()).add(entry)
+        elif line.startswith("  ") and entry.endswith(".py"):
+            listed.setdefault("", set()).add(entry)
+    return listed
+
+
+def test_the_readme_module_map_lists_every_module_in_its_package() -> None:
+    listed = _readme_map()
+    missing = [
+        str(path.relative_to(PACKAGE.parent))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if path.name != "__init__.py"
+        and path.name not in listed.get("" if path.parent == PACKAGE else path.parent.name, set())
+    ]
+    assert not missing, f"README «Desarrollo» does not list: {missing}"

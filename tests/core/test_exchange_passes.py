@@ -202,4 +202,5 @@ def test_backfills_that_had_not_left_at_the_pass_budget_are_deferred(run_pass) -
     totals = run.summary["totals"]
     assert (totals["left_to_backend"], totals["deferred"], totals["ok"]) == (1, 1, 3)
     assert run.lines("⏭ 1 backfills diferidos a la próxima pasada: el presupuesto de la pasada se agotó antes")
-    assert run.lines("FIN DE SINCRONIZACIÓN")[0].endswith("dejados al backend: 1, diferidos: 1, con huecos: 0 símbolos (0 minutos)")
+    (fin,) = run.lines("FIN DE SINCRONIZACIÓN")
+    assert fin.endswith("dejados al backend: 1, diferidos: 1, con huecos: 0 símbolos (0 minutos)")

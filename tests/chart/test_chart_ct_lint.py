@@ -92,7 +92,8 @@ def test_artifact_hub_annotations(annotations: dict[str, str]) -> None:
     assert links and all(set(link) == {"name", "url"} and link["url"].startswith("https://") for link in links)
     images = yaml.safe_load(annotations["artifacthub.io/images"])
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text(encoding="utf-8"))
-    assert images == [{"name": "coin-sync", "image": f"coin-sync:{chart['appVersion']}"}]
+    repository = yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8"))["image"]["repository"]
+    assert images == [{"name": "coin-sync", "image": f"{repository}:{chart['appVersion']}"}]
     changes = yaml.safe_load(annotations["artifacthub.io/changes"])
     assert changes
     for change in changes:

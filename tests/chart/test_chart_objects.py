@@ -30,6 +30,7 @@ FULLNAME = f"{RELEASE}-coin-sync"
 CHART = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
 APP_VERSION = CHART["appVersion"]
 CHART_VERSION = CHART["version"]
+REPOSITORY = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["image"]["repository"]
 CI = CHART_DIR / "ci"
 
 DEFAULT_ENV = {
@@ -171,7 +172,7 @@ def test_default_pod_failure_policy(default_docs: list[Doc]) -> None:
 
 def test_default_container(default_docs: list[Doc]) -> None:
     c = container(default_docs)
-    assert c["image"] == f"coin-sync:{APP_VERSION}"
+    assert c["image"] == f"{REPOSITORY}:{APP_VERSION}"
     assert c["imagePullPolicy"] == "IfNotPresent"
     assert c["args"] == ["run"]
     assert "command" not in c
@@ -227,7 +228,7 @@ def test_helm_test_pod_runs_check(default_docs: list[Doc]) -> None:
     assert spec["automountServiceAccountToken"] is False
     (c,) = spec["containers"]
     assert c["args"] == ["check"]
-    assert c["image"] == f"coin-sync:{APP_VERSION}"
+    assert c["image"] == f"{REPOSITORY}:{APP_VERSION}"
     assert c["envFrom"] == [{"configMapRef": {"name": f"{FULLNAME}-env"}}]
     assert {"name": "K8S_INTEGRATION", "value": "off"} in c["env"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
@@ -843,15 +844,15 @@ def test_helm_test_pod_can_be_disabled(helm: Helm) -> None:
 def test_all_digit_image_tag(helm: Helm, values_file: Callable[..., Path]) -> None:
     """skaffold passes `--set image.tag=<short git sha>`; 5326041 arrives as a number."""
     docs = helm.render(set_values=["image.tag=5326041"])
-    assert container(docs)["image"] == "coin-sync:5326041"
+    assert container(docs)["image"] == f"{REPOSITORY}:5326041"
     test_pod = find_one(docs, "Pod", f"{FULLNAME}-test")
-    assert test_pod["spec"]["containers"][0]["image"] == "coin-sync:5326041"
+    assert test_pod["spec"]["containers"][0]["image"] == f"{REPOSITORY}:5326041"
     # From a values file the number is a float64: still the digits, not 5.326041e+06.
     docs = helm.render(values_file("image:\n  tag: 5326041\n"))
-    assert container(docs)["image"] == "coin-sync:5326041"
+    assert container(docs)["image"] == f"{REPOSITORY}:5326041"
     # A leading zero keeps it a string for --set; the string pattern still applies.
     docs = helm.render(set_values=["image.tag=0326041"])
-    assert container(docs)["image"] == "coin-sync:0326041"
+    assert container(docs)["image"] == f"{REPOSITORY}:0326041"
     docs = helm.render(set_values=["image.repository=registry.example:5000/coin-sync", "image.tag=123456789012"])
     assert container(docs)["image"] == "registry.example:5000/coin-sync:123456789012"
 

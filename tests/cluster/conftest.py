@@ -1,4 +1,5 @@
-"""Fixtures of the cluster tier: one real control plane and one test node per session
+"""Fixtures of the cluster tier: the image and chart published to a local OCI registry
+(tests/cluster/publish.py), one real control plane and one test node per session
 (run this folder with `-n 0`: each xdist worker would start its own), a namespace per
 test, and a check after every test that the node ran each pod it was given."""
 
@@ -7,17 +8,27 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from chart.helm import Helm, HelmNotFound, find_helm
-from control_plane import ControlPlane, missing_binaries
-from node_agent import Kube, NodeAgent, Podman, wait_for
-from release import RELEASE, ChartRef, ImageRef, Release
-from required import missing
+# Same trick as tests/container/conftest.py: this folder is not a package, and putting
+# it on sys.path makes its modules importable under any pytest import mode.
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+import pytest  # noqa: E402
+from chart.helm import Helm, HelmNotFound, find_helm  # noqa: E402
+from control_plane import ControlPlane, missing_binaries  # noqa: E402
+from node_agent import Kube, NodeAgent, Podman, wait_for  # noqa: E402
+from publish import coin_sync_image, oci_helm, published_chart, registry  # noqa: E402
+from release import RELEASE, ChartRef, ImageRef, Release  # noqa: E402
+from required import missing  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# The image and chart as a user gets them, from the local OCI registry (publish.py).
+__all__ = ["coin_sync_image", "oci_helm", "published_chart", "registry"]
 
 
 def kube_bin_dir() -> Path:

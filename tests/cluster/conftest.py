@@ -22,8 +22,15 @@ import pytest  # noqa: E402
 from chart.helm import Helm, HelmNotFound, find_helm  # noqa: E402
 from control_plane import ControlPlane, missing_binaries  # noqa: E402
 from node_agent import Kube, NodeAgent, Podman, wait_for  # noqa: E402
-from publish import coin_sync_image, oci_helm, published_chart, registry  # noqa: E402
-from release import RELEASE, ChartRef, ImageRef, Release  # noqa: E402
+from publish import (  # noqa: E402
+    PublishedChart,
+    PublishedImage,
+    coin_sync_image,
+    oci_helm,
+    published_chart,
+    registry,
+)
+from release import RELEASE, Release, ensure_namespace  # noqa: E402
 from required import missing  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,17 +62,21 @@ def kube(control_plane: ControlPlane) -> Kube:
 
 
 @pytest.fixture(scope="session")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
+def node_podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    """The test node's container runtime, its images and containers its own."""
     if not shutil.which("podman"):
-        missing("falta podman: ejecuta `.ci/get-podman`")
-    return Podman(tmp_path_factory.mktemp("podman"))
+        missing("falta podman: ejecuta `bash .ci/get-podman .venv/bin`")
+    runtime = Podman(tmp_path_factory.mktemp("node-podman"))
+    yield runtime
+    # Its storage stays mounted (overlay) until podman itself lets go of it.
+    runtime.run("system", "reset", "--force", timeout=120)
 
 
 @pytest.fixture(scope="session")
 def node(
-    kube: Kube, control_plane: ControlPlane, podman: Podman, tmp_path_factory: pytest.TempPathFactory
+    kube: Kube, control_plane: ControlPlane, node_podman: Podman, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NodeAgent]:
-    agent = NodeAgent(kube, podman, tmp_path_factory.mktemp("node"), control_plane.port).start()
+    agent = NodeAgent(kube, node_podman, tmp_path_factory.mktemp("node"), control_plane.port).start()
 
     def schedulable() -> bool:
         # The node lifecycle controller lifts the not-ready taint once it sees Ready.
@@ -97,7 +108,7 @@ def node_ran_every_pod(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture
 def namespace(kube: Kube) -> Iterator[str]:
     name = f"t-{secrets.token_hex(4)}"
-    kube.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    ensure_namespace(kube, name)
     wait_for(
         lambda: kube.request("GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"),
         30,
@@ -129,8 +140,14 @@ def kubectl() -> str:
 
 @pytest.fixture
 def release(
-    *, helm: Helm, kube: Kube, kubectl: str, namespace: str, chart_ref: ChartRef, image_ref: ImageRef
+    *,
+    helm: Helm,
+    kube: Kube,
+    kubectl: str,
+    namespace: str,
+    published_chart: PublishedChart,
+    coin_sync_image: PublishedImage,
 ) -> Iterator[Release]:
     """A release of the chart from the registry (not installed yet) in the test's namespace."""
-    yield Release(helm, kube, kubectl, helm.kubeconfig, namespace, chart_ref, image_ref)
+    yield Release(helm, kube, kubectl, helm.kubeconfig, namespace, published_chart, coin_sync_image)
     helm.run("uninstall", RELEASE, "--namespace", namespace, "--wait", timeout=120)

@@ -371,7 +371,7 @@ class NodeAgent:
                 self._delete_now(pod)
             elif not run.stopping:
                 run.stopping = True
-                threading.Thread(target=self._stop_pod, args=(run,), daemon=True).start()
+                threading.Thread(target=self._stop_pod, args=(run, pod), daemon=True).start()
             return
         if run is not None or pod.get("status", {}).get("phase") not in (None, "Pending"):
             return
@@ -389,12 +389,12 @@ class NodeAgent:
             run.stopping = True
             self.podman.run("stop", "-t", "0", run.container, timeout=60)
 
-    def _stop_pod(self, run: PodRun) -> None:
-        meta = run.pod["metadata"]
-        grace = int(meta.get("deletionGracePeriodSeconds") or 0)
+    def _stop_pod(self, run: PodRun, deleted: Doc) -> None:
+        """A deleted pod's container: SIGTERM, SIGKILL after the deletion's grace period."""
+        grace = int(deleted["metadata"].get("deletionGracePeriodSeconds") or 0)
         self.podman.run("stop", "-t", str(grace), run.container, timeout=grace + 60)
         run.done.wait(grace + 60)
-        self._delete_now(run.pod)
+        self._delete_now(deleted)
 
     def _delete_now(self, pod: Doc) -> None:
         """What a kubelet does once a deleted pod's containers are gone."""

@@ -50,6 +50,10 @@ POD_FIELDS = SCHEDULING_ONLY | {
     "dnsPolicy",
     "dnsConfig",
     "hostAliases",
+    # An Indexed Job's pods are named `<job>-<index>` here; subdomain only names them in
+    # a cluster DNS, which this machine has not.
+    "hostname",
+    "subdomain",
     "serviceAccountName",
     "securityContext",
     "enableServiceLinks",
@@ -256,7 +260,7 @@ def plan_pod(pod: Doc, cluster: ClusterView) -> ContainerPlan:
         memory_limit=int(quantity(limits["memory"])) if "memory" in limits else None,
         cpu_limit=quantity(limits["cpu"]) if "cpu" in limits else None,
         working_dir=c.get("workingDir"),
-        hostname=pod["metadata"]["name"][:63],
+        hostname=spec.get("hostname") or pod["metadata"]["name"][:63],
         hosts=[(h, a["ip"]) for a in spec.get("hostAliases") or [] for h in a["hostnames"]],
         dns=list(dns_config.get("nameservers") or []),
         dns_search=list(dns_config.get("searches") or []),

@@ -13,31 +13,15 @@ from typing import Any
 from chart.helm import Helm, HelmResult, parse_docs
 from node_agent import Kube, wait_for
 from pod_plan import Doc
+from publish import PublishedChart, PublishedImage
 
 RELEASE = "rel"
 
 
-@dataclass(frozen=True)
-class ChartRef:
-    """Where the chart is installed from: an oci:// reference and its version."""
-
-    url: str
-    version: str
-    plain_http: bool = True
-
-    def args(self) -> list[str]:
-        return [self.url, "--version", self.version, *(["--plain-http"] if self.plain_http else [])]
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """The image by digest: `repository@digest`."""
-
-    repository: str
-    digest: str
-
-    def values(self) -> list[str]:
-        return [f"image.repository={self.repository}", f"image.digest={self.digest}"]
+def ensure_namespace(kube: Kube, name: str) -> None:
+    if kube.request("GET", f"/api/v1/namespaces/{name}") is None:
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        kube.request("POST", "/api/v1/namespaces", namespace)
 
 
 @dataclass
@@ -47,8 +31,8 @@ class Release:
     kubectl: str
     kubeconfig: Path
     namespace: str
-    chart: ChartRef
-    image: ImageRef
+    chart: PublishedChart
+    image: PublishedImage
     name: str = RELEASE
 
     @property
@@ -67,10 +51,10 @@ class Release:
         return parse_docs(result.stdout)
 
     def _args(self, command: str, values: tuple[str | Path, ...], set_values: tuple[str, ...]) -> list[str]:
-        args = [command, self.name, *self.chart.args(), "--namespace", self.namespace]
+        args = [command, self.name, *self.chart.helm_args(), "--namespace", self.namespace]
         for f in values:
             args += ["--values", str(f)]
-        for s in (*self.image.values(), *set_values):
+        for s in (*self.image.helm_set_values, *set_values):
             args += ["--set", s]
         return args
 
@@ -142,5 +126,6 @@ class Release:
         return {k: json.loads(v) for k, v in (cm or {}).get("data", {}).items() if k.startswith("shard-")}
 
     def events_of(self, uid: str) -> list[Doc]:
+        """The program's Events (not the Job controller's) on the object with this uid."""
         found = self.get(f"/api/v1/namespaces/{{ns}}/events?fieldSelector=involvedObject.uid={uid}")
-        return list(found["items"])
+        return [e for e in found["items"] if e.get("reportingComponent") == "coin-sync"]

@@ -29,7 +29,7 @@ echo x > /scratch/file && echo scratch=rw
 
 
 @pytest.fixture(scope="session")
-def probe_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
+def probe_image(node_podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
     """localhost/probe:1: the host's dash and cat with their libraries, nothing else."""
     root = tmp_path_factory.mktemp("probe-rootfs")
     for binary, target in (
@@ -45,7 +45,7 @@ def probe_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str
     tar = root.parent / "probe.tar"
     with tarfile.open(tar, "w") as out:
         out.add(root, arcname=".")
-    imported = podman.run("import", "--change", 'CMD ["/bin/sh"]', str(tar), "localhost/probe:1")
+    imported = node_podman.run("import", "--change", 'CMD ["/bin/sh"]', str(tar), "localhost/probe:1")
     assert imported.returncode == 0, imported.stderr
     return "localhost/probe:1"
 

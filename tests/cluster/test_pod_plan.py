@@ -169,7 +169,9 @@ def test_the_charts_pod_is_planned_with_its_env_security_and_token_volume() -> N
 
 
 def test_podman_arguments_carry_the_plan(tmp_path: Path) -> None:
-    plan = plan_pod(a_pod(), cluster())
+    pod = a_pod()
+    pod["spec"]["hostname"] = "rel-coin-sync-1-2"  # an Indexed Job's pod
+    plan = plan_pod(pod, cluster())
     paths = {"logs": tmp_path / "logs", "kube-api-access-x": tmp_path / "sa"}
     args = run_args(plan, "k8s_ns_pod", paths, tmp_path / "termination-log")
     joined = " ".join(args)
@@ -179,6 +181,7 @@ def test_podman_arguments_carry_the_plan(tmp_path: Path) -> None:
     assert "--security-opt no-new-privileges" in joined
     assert "--cap-drop=all" in args
     assert "--network=host" in args
+    assert "--hostname rel-coin-sync-1-2" in joined
     assert f"{tmp_path / 'termination-log'}:/dev/termination-log:rw" in args
     assert f"{tmp_path / 'sa'}:/var/run/secrets/kubernetes.io/serviceaccount:ro" in args
     assert f"{tmp_path / 'logs'}:/logs:rw" in args

@@ -77,6 +77,9 @@ def test_every_object_passes_strict_server_side_validation_and_installs_from_the
 def test_the_cronjob_runs_a_pass_on_schedule_and_kubectl_a_manual_one_then_upgrade_and_uninstall_leave_nothing(
     release: Release, fake_backend: FakeBackend, node: NodeAgent, control_plane: ControlPlane
 ) -> None:
+    # The API server admits the chart's pods under the Pod Security Standard "restricted".
+    labels = {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    release.kube.request("PATCH", f"/api/v1/namespaces/{release.namespace}", labels, "application/merge-patch+json")
     release.install(set_values=(f"backend.url={fake_backend.url}", *E2E_VALUES))
     # The CronJob controller starts the first pass within a minute of `* * * * *`.
     scheduled = wait_for(lambda: [j["metadata"]["name"] for j in release.jobs()], 90, "el CronJob no crea un Job")[0]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from node_agent import run_args, termination_message
-from pod_plan import Doc, UnsupportedPod, plan_pod, quantity
+from pod_plan import Doc, File, UnsupportedPod, plan_pod, quantity
 
 
 @dataclass
@@ -262,3 +262,20 @@ def test_quantities() -> None:
     assert quantity("1G") == 10**9
     with pytest.raises(UnsupportedPod):
         quantity("1 gig")
+
+
+def test_secret_and_config_map_volumes_become_files_with_their_modes() -> None:
+    pod = a_pod(volumeMounts=[{"name": "token", "mountPath": "/run/token", "readOnly": True}])
+    pod["spec"]["volumes"] = [
+        {
+            "name": "token",
+            "secret": {"secretName": "tok", "defaultMode": 0o444, "items": [{"key": "BACKEND_TOKEN", "path": "token"}]},
+        },
+        {"name": "conf", "configMap": {"name": "env", "items": [{"key": "X", "path": "x.yaml", "mode": 0o400}]}},
+    ]
+    files = {v.name: v.files for v in plan_pod(pod, cluster()).volumes}
+    assert files["token"] == {"token": File(b"s3cr3t", 0o444)}
+    assert files["conf"] == {"x.yaml": File(b"cm", 0o400)}
+    pod["spec"]["volumes"][1]["configMap"]["items"][0]["key"] = "absent"
+    with pytest.raises(UnsupportedPod, match="absent"):
+        plan_pod(pod, cluster())

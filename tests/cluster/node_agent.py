@@ -334,8 +334,11 @@ class NodeAgent:
                 for pod in self._pods():
                     self._on_pod(pod)
             except (requests.RequestException, RuntimeError, json.JSONDecodeError):
-                if self._stop.wait(0.5):
-                    return
+                pass  # a dropped or refused watch: list again
+            except Exception as exc:  # a bug here would leave every pod Pending, unexplained
+                self._problem(f"vigilar los pods: {type(exc).__name__}: {exc}")
+            if self._stop.wait(0.5):
+                return
 
     def _pods(self) -> Iterator[Doc]:
         """Every pod bound to this node: a list, then a watch from its resourceVersion."""

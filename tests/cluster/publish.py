@@ -41,9 +41,11 @@ from required import REPO_ROOT, missing
 STAND_IN_LABEL = "dev.coin-sync.stand-in"
 IMAGE_NAME = "coin-sync"
 CHARTS_PATH = "charts"
-# The build's RUN steps reach PyPI the way this machine's own pip does: its pip.conf and
-# CA bundle (a proxy's CA, on these machines) are bind-mounted, never copied in.
-HOST_PIP_FILES: tuple[str, ...] = ("/etc/pip.conf", "/etc/ssl/certs/ca-certificates.crt")
+# The build's RUN steps reach PyPI through whatever this machine trusts (a proxy's CA, on
+# these machines): the stand-in's pip (Debian's) reads the system CA bundle, and the
+# host's is bind-mounted over the image's for those steps. Same path, so the layers keep
+# no trace of it (a mount point that does not exist in the image would stay in it).
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 def find_repo_tool(name: str, env_var: str) -> str | None:
@@ -213,7 +215,9 @@ def _machine_lock(name: str) -> Iterator[None]:
 def build_image(tool: Podman, work: Path, *, target: str = "runtime") -> str:
     """`podman build` of the real Dockerfile over the local stand-in base; the image id.
 
-    The stand-in must be there (.ci/python-stand-in): podman never pulls (`--pull=never`).
+    Built once per `work` folder: the pytest-xdist workers of one run share it (the code
+    does not change during a run), and wait for the one that builds. The stand-in must be
+    there (.ci/python-stand-in): podman never pulls (`--pull=never`).
     """
     base = dockerfile_base()
     label = tool.run(
@@ -224,14 +228,13 @@ def build_image(tool: Podman, work: Path, *, target: str = "runtime") -> str:
             f"falta la imagen base {base} (el sustituto local): ejecuta `bash .ci/python-stand-in .venv/bin/podman`"
         )
     iidfile = work / f"{target}.iid"
-    volumes: list[str] = []
-    for host_file in HOST_PIP_FILES:
-        if Path(host_file).is_file():
-            volumes += ["--volume", f"{host_file}:{host_file}:ro"]
+    volumes = ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"] if HOST_CA_BUNDLE.is_file() else []
     revision = subprocess.run(
         ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT, check=False
     ).stdout.strip()
     with _machine_lock("podman-build"):
+        if iidfile.is_file():
+            return iidfile.read_text(encoding="utf-8").strip().removeprefix("sha256:")
         tool.run(
             "build",
             "--pull=never",
@@ -302,6 +305,12 @@ def push_chart(helm: Helm, registry: Registry, work: Path) -> PublishedChart:
 # --------------------------------------------------------------------------------------
 
 
+def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of this pytest run that all its xdist workers share."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     binary = require_tool("docker-registry", "DOCKER_REGISTRY", "bash .ci/get-podman .venv/bin")
@@ -314,7 +323,7 @@ def coin_sync_image(registry: Registry, tmp_path_factory: pytest.TempPathFactory
     """The runtime stage built from the Dockerfile, pushed; referenced by digest."""
     tool = podman()
     work = tmp_path_factory.mktemp("image")
-    image_id = build_image(tool, work)
+    image_id = build_image(tool, run_folder(tmp_path_factory))
     return push_image(tool, image_id, registry, name=IMAGE_NAME, tag=chart_meta()["appVersion"], work=work)
 
 

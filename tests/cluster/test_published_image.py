@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from publish import Podman, PublishedImage, podman
+from publish import Podman, PublishedImage, podman, project_version
 
 from fake_backend import FakeBackend, error400, exchange_error, hang
 
@@ -110,7 +110,7 @@ def test_the_published_image_is_the_runtime_stage_with_its_own_user(
     assert config["User"] == f"{UID}:{GID}"
     assert config["Entrypoint"] == ["python", "-m", "coin_sync"]
     assert config["Cmd"] == ["run"]
-    assert config["Labels"]["org.opencontainers.image.version"] == "0.1.0"
+    assert config["Labels"]["org.opencontainers.image.version"] == project_version()
     # What the registry serves by that digest is the image that was built.
     assert tool.run("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip() == coin_sync_image.image_id
 

@@ -19,7 +19,7 @@ from fake_backend import FakeBackend, error500, exchange_error
 
 # Everything a user's install would name differently: where the backend is, and no
 # wait for a /health that is down (exit 3 comes at once).
-E2E_VALUES = ("config.backendWaitSeconds=2", "config.maxRetries=0")
+E2E_VALUES = ("config.BACKEND_WAIT_SECONDS=2", "config.MAX_RETRIES=0")
 PLURALS = {
     "ConfigMap": "configmaps",
     "Secret": "secrets",
@@ -205,7 +205,7 @@ def test_a_pass_killed_by_sigterm_is_counted_and_the_next_pod_syncs(
 ) -> None:
     """143: the pod deleted mid-pass. The pass releases its Lease on the way out, the
     Job controller counts the failure (backoffLimit) and its next pod syncs."""
-    sets = ("suspend=true", "backoffLimit=1", "config.shutdownGraceSeconds=2")
+    sets = ("suspend=true", "backoffLimit=1", "config.SHUTDOWN_GRACE_SECONDS=2")
     release.install(set_values=(f"backend.url={fake_backend.url}", *E2E_VALUES, *sets))
     fake_backend.pause_syncs()
     try:

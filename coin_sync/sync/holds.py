@@ -4,8 +4,13 @@ A sync that ended without a clear answer (read timeout, a gateway's 504, or stil
 flight when the pass was cut short) may still be running in the backend: a first backfill
 can outlast HTTP_TIMEOUT. Sending it again then makes the backend fetch the same klines
 twice at once. So the pass remembers it (coin_sync/sync/state.py) and the next passes hold it
-back until the backend finished it (its last_record advanced past the one it had when
-the sync was sent, or it appeared in /api/symbols) or AMBIGUOUS_HOLD_SECONDS passed.
+back until the backend finished it or AMBIGUOUS_HOLD_SECONDS passed.
+
+Finished means: its last_record advanced past the one it had when the sync was sent (or
+it appeared in /api/symbols) AND is now within one exchange request of the present. The
+backend lists a new symbol, and moves its last_record, as soon as a backfill starts
+storing, one candle at a time from the oldest (../shared/backend-contract.md): a
+last_record that moved but is still far behind is a backfill still running.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from coin_sync.sync.freshness import stamp
+from coin_sync.sync.lanes import exchange_requests
 from coin_sync.sync.listing import Listing
 from coin_sync.sync.state import AmbiguousSync, State
 
@@ -28,6 +34,12 @@ def advanced(entry: AmbiguousSync, current: datetime | None) -> bool:
     before = stamp(entry.last_record)
     # A remembered value no date can be read from: a usable one now means it changed.
     return before is None or before.at is None or current > before.at
+
+
+def finished(entry: AmbiguousSync, current: datetime | None, now: datetime) -> bool:
+    """Has the backend finished the ambiguous sync: stored since it was sent, and caught up
+    (at most one exchange request behind, as a catch-up)? `current`: as in advanced()."""
+    return advanced(entry, current) and current is not None and exchange_requests(current, now) <= 1
 
 
 @dataclass(frozen=True)
@@ -51,8 +63,7 @@ def decide(state: State, symbols: list[str], listing: Listing | None, now: datet
     held: dict[str, Held] = {}
     for symbol, entry in state.items():
         age = (now - entry.sent_at).total_seconds()
-        appeared = entry.baseline_known and entry.last_record is None and listing is not None and symbol in listing
-        done = listing is not None and (appeared or advanced(entry, listing.last_record(symbol)))
+        done = listing is not None and finished(entry, listing.last_record(symbol), now)
         # A sent_at far in the future (another host's clock) must not hold it forever.
         if age >= hold_seconds or age < -hold_seconds or done:
             continue

@@ -108,26 +108,38 @@ def test_the_default_hold_is_twice_http_timeout() -> None:
 
 def test_decide_policy() -> None:
     sent = EPOCH
-    old = "2025-11-17T14:45:00+00:00"
+    now = sent + timedelta(seconds=10)
+
+    def iso(minutes_ago: float) -> str:
+        return (now - timedelta(minutes=minutes_ago)).isoformat()
+
+    old = iso(2)  # caught up: one exchange request behind
     state = {
         "AUSDT": AmbiguousSync("AUSDT", sent, old),  # not advanced: held
-        "BUSDT": AmbiguousSync("BUSDT", sent, old),  # advanced: sent
-        "CUSDT": AmbiguousSync("CUSDT", sent, None),  # new coin, now listed: sent
+        "BUSDT": AmbiguousSync("BUSDT", sent, old),  # advanced and caught up: sent
+        "CUSDT": AmbiguousSync("CUSDT", sent, None),  # new coin, now listed and caught up: sent
         "DUSDT": AmbiguousSync("DUSDT", sent, None),  # new coin, still unlisted: held
         "EUSDT": AmbiguousSync("EUSDT", sent, None, baseline_known=False),  # by time only: held
+        # The backend lists a first backfill, and moves its last_record, as soon as it
+        # starts storing, candle by candle from the oldest: far behind is still running.
+        "GUSDT": AmbiguousSync("GUSDT", sent, None),  # new coin, listed but 300 days behind: held
+        "HUSDT": AmbiguousSync("HUSDT", sent, iso(3_000)),  # advanced, still 2 requests behind: held
         "ZUSDT": AmbiguousSync("ZUSDT", sent - timedelta(seconds=700), old),  # expired, not in this pass: dropped
         "YUSDT": AmbiguousSync("YUSDT", sent + timedelta(days=1), old),  # a clock far ahead: dropped
     }
-    rows = {"AUSDT": old, "BUSDT": "2025-11-17T14:46:00+00:00", "CUSDT": old, "EUSDT": old}
+    rows = {"AUSDT": old, "BUSDT": iso(1), "CUSDT": old, "EUSDT": old, "GUSDT": iso(300 * 1440), "HUSDT": iso(1_500)}
     listing = Listing.from_rows([ListedSymbol(name, last) for name, last in rows.items()])
-    symbols = ["AUSDT", "BUSDT", "CUSDT", "DUSDT", "EUSDT", "FUSDT"]
-    decision = decide(state, symbols, listing, sent + timedelta(seconds=10), 600)
+    symbols = ["AUSDT", "BUSDT", "CUSDT", "DUSDT", "EUSDT", "FUSDT", "GUSDT", "HUSDT"]
+    decision = decide(state, symbols, listing, now, 600)
     assert decision.send == ["BUSDT", "CUSDT", "FUSDT"]
-    assert [h.entry.symbol for h in decision.held] == ["AUSDT", "DUSDT", "EUSDT"]
-    assert set(decision.keep) == {"AUSDT", "DUSDT", "EUSDT"}
+    assert [h.entry.symbol for h in decision.held] == ["AUSDT", "DUSDT", "EUSDT", "GUSDT", "HUSDT"]
+    assert set(decision.keep) == {"AUSDT", "DUSDT", "EUSDT", "GUSDT", "HUSDT"}
     assert decision.held[0].age == 10 and decision.held[0].remaining == 590
+    # Once caught up, the backfills are finished and sent again (a catch-up).
+    caught_up = Listing.from_rows([ListedSymbol(name, iso(1)) for name in ("GUSDT", "HUSDT")])
+    assert decide(state, ["GUSDT", "HUSDT"], caught_up, now, 600).send == ["GUSDT", "HUSDT"]
     # Without a listing (it could not be read) everything young is held by time.
-    assert decide(state, symbols, None, sent + timedelta(seconds=10), 600).send == ["FUSDT"]
+    assert decide(state, symbols, None, now, 600).send == ["FUSDT"]
 
 
 def test_state_round_trips_through_json() -> None:

@@ -30,10 +30,9 @@ def shown_settings(settings: Settings) -> list[Shown]:
     return shown + [Shown(name, value, value == defaults[name]) for name, value in describe(settings)]
 
 
-def digest(settings: Settings) -> str:
+def digest(shown: list[Shown]) -> str:
     """`4 de 43 ajustes cambiados, huella 1a2b3c4d`: the fingerprint (of the shown, masked
     values) tells two pods' configurations apart at a glance."""
-    shown = shown_settings(settings)
     fingerprint = hashlib.sha256("\n".join(f"{s.name}={s.value}" for s in shown).encode()).hexdigest()[:8]
     changed = sum(1 for s in shown if not s.default)
     return f"{changed} de {len(shown)} ajustes cambiados, huella {fingerprint}"
@@ -43,15 +42,17 @@ def log_banner(settings: Settings, log: logging.Logger) -> None:
     log.info("=" * 60)
     log.info("SERVICIO DE SINCRONIZACIÓN AUTOMÁTICA (coin-sync %s)", __version__)
     log.info("=" * 60)
-    for s in shown_settings(settings):
+    shown = shown_settings(settings)
+    for s in shown:
         if not s.default:
             log.info("  %s: %s", s.name, s.value)
         else:
             log.debug("  %s: %s (por defecto)", s.name, s.value)
-    log.info("Configuración: %s (todos: 'coin-sync config' o LOG_LEVEL=DEBUG)", digest(settings))
+    log.info("Configuración: %s (todos: 'coin-sync config' o LOG_LEVEL=DEBUG)", digest(shown))
 
 
 def config_text(settings: Settings) -> str:
     """What `coin-sync config` prints: every setting, one NAME=value a line."""
-    lines = [f"{s.name}={s.value}" + ("  # por defecto" if s.default else "") for s in shown_settings(settings)]
-    return "\n".join([*lines, f"# {digest(settings)}"]) + "\n"
+    shown = shown_settings(settings)
+    lines = [f"{s.name}={s.value}" + ("  # por defecto" if s.default else "") for s in shown]
+    return "\n".join([*lines, f"# {digest(shown)}"]) + "\n"

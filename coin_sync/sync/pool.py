@@ -90,6 +90,7 @@ class Pool:
         self._ready: dict[Lane, list[tuple[int, Job]]] = {lane: [] for lane in Lane}  # heaps by rank
         self._waiting: list[tuple[float, int, Job]] = []  # heap by the time it may run
         self._in_flight: dict[str, Job] = {}
+        self.peak = 0  # the most in flight at once, both lanes
         self._results: dict[str, SymbolResult] = {}
         self._left: set[str] = set()  # left to the backend: their late verdicts are ignored
         self._budget_hit = False  # the pass budget ran out (backfills left or deferred)
@@ -190,6 +191,7 @@ class Pool:
                     break
                 heapq.heappop(ready)
                 self._in_flight[job.symbol] = job
+                self.peak = max(self.peak, len(self._in_flight))
                 self._work.put((job, ticket))
 
     def _collect(self) -> None:

@@ -27,7 +27,7 @@ from coin_sync.sync.plan import SymbolPlan, resolve_plan
 from coin_sync.sync.pool import Pool
 from coin_sync.sync.pool_api import Limit
 from coin_sync.sync.progress import ProgressReporter
-from coin_sync.sync.syncer import SymbolSync
+from coin_sync.sync.syncer import DEFERRED_AT_BUDGET, SymbolSync
 
 
 def new_report(settings: Settings, clock: Clock, reason: EndReason = EndReason.OK) -> PassReport:
@@ -66,9 +66,9 @@ def run_pass(ctx: PassContext) -> PassReport:
                 results, reason = pool.run(jobs)
                 deferred = sum(1 for r in results if r.skip_reason == SKIP_DEFERRED)
                 if deferred:
-                    why = gate.deferral_note() if gate.deferring else "el presupuesto de la pasada se agotó antes"
+                    why = gate.deferral_note() if gate.deferring else DEFERRED_AT_BUDGET
                     log.info("⏭ %d backfills diferidos a la próxima pasada: %s", deferred, why)
-                report.concurrency_max, report.concurrency_final = pool.limiter.peak, pool.limiter.limit
+                report.concurrency_max, report.concurrency_final = pool.peak, pool.limiter.limit
                 # Held symbols too: one held pass after pass is the one most likely stuck.
                 results += memory.held_results()
             finally:

@@ -161,7 +161,7 @@ class SymbolSync:
         if job.lane is not Lane.BACKFILL:
             return None
         if self._gate is not None and self._gate.deferring:
-            return "presupuesto del exchange gastado o enfriamiento tras una parada"
+            return self._gate.deferral_note()
         return DEFERRED_AT_BUDGET if job.deferred else None
 
     def _fail(self, job: Job, error: BackendError, note: str) -> SymbolResult:

@@ -50,6 +50,21 @@ def test_backfills_never_delay_the_catch_ups(run_pass) -> None:  # type: ignore[
     assert run.summary["totals"]["backfills"] == 4 and run.summary["totals"]["ok"] == 44
 
 
+def test_the_in_flight_peak_counts_both_lanes(run_pass) -> None:  # type: ignore[no-untyped-def]
+    clock = VirtualClock()
+    with FakeBackend(symbols=1, clock=clock.wall, request_seconds=0.002) as backend:
+        for name in NEW:
+            backend.add_new_symbol(name)
+        run = run_pass(clock=clock, BACKEND_URL=backend.url, SYMBOLS_INCLUDE=",".join(NEW))
+        seen = backend.peak_in_flight
+    # One catch-up, four backfills two at a time: the FIN line's "en vuelo máx" is what the
+    # backend saw at once, not the catch-up lane's own peak (1).
+    assert run.code == 0 and seen >= 2
+    assert run.summary["concurrency"]["max"] >= seen
+    (fin,) = run.lines("FIN DE SINCRONIZACIÓN")
+    assert f"en vuelo máx {run.summary['concurrency']['max']}," in fin
+
+
 def test_the_limiter_grows_while_long_calls_are_in_flight(run_pass) -> None:  # type: ignore[no-untyped-def]
     release = threading.Event()
     names = generate_symbols(44)

@@ -39,7 +39,6 @@ from coin_sync.sync.pool_api import (
     Gate,
     LeaveFn,
     Limit,
-    OpenGate,
     PoolProgress,
     ProgressFn,
     Verdict,
@@ -65,19 +64,18 @@ class Pool:
         clock: Clock,
         stop: Stop,
         log: logging.Logger,
+        backfill_lane: Limiter,
+        gate: Gate,
+        leave: LeaveFn,
+        progress: ProgressFn,
         limits: tuple[Limit, ...] = (),
         grace_seconds: float = 20.0,
-        progress: ProgressFn | None = None,
-        backfill_lane: Limiter | None = None,
-        gate: Gate | None = None,
-        leave: LeaveFn | None = None,
     ) -> None:
         self._attempt = attempt
         self._abandon = abandon
         self.limiter = limiter
-        # Without a lane of their own, backfills share the limiter (SYMBOLS_TO_SYNC tests).
-        self._lanes = {Lane.CATCH_UP: limiter, Lane.BACKFILL: backfill_lane or limiter}
-        self._gate = gate or OpenGate()
+        self._lanes = {Lane.CATCH_UP: limiter, Lane.BACKFILL: backfill_lane}
+        self._gate = gate
         self._leave = leave
         self._clock = clock
         self._stop = stop
@@ -216,8 +214,6 @@ class Pool:
                 heapq.heappush(self._waiting, (self._clock.now() + verdict.again_in, job.rank, job))
 
     def _report(self) -> float | None:
-        if self._progress is None:
-            return None
         where = PoolProgress(len(self._results), self._total, len(self._in_flight), self._failed, len(self._waiting))
         return self._progress(where)
 
@@ -243,8 +239,6 @@ class Pool:
         The ones that had not left yet are deferred to the next pass."""
         for _, job in self._ready[Lane.BACKFILL]:
             job.deferred = True
-        if self._leave is None:
-            return
         for symbol, job in list(self._in_flight.items()):
             if job.lane is Lane.BACKFILL:
                 job.left = True

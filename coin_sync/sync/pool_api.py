@@ -35,14 +35,6 @@ class Gate(Protocol):
         """When a job held back may leave (monotonic); None: not in this pass."""
 
 
-class OpenGate:
-    def admit(self, job: Job) -> bool:
-        return True
-
-    def wake_at(self) -> float | None:
-        return None
-
-
 @dataclass(frozen=True)
 class PoolProgress:
     """Where the pool stands, for a progress reporter (coin_sync.sync.progress)."""

@@ -35,7 +35,7 @@ class SymbolSync:
         limiter: Limiter,
         budget_end: float | None,
         *,
-        gate: ExchangeGate | None = None,
+        gate: ExchangeGate,
     ) -> None:
         self._ctx = ctx
         self._gate = gate
@@ -60,11 +60,10 @@ class SymbolSync:
             job.error = error
             if error.may_still_run:
                 self._memory.ambiguous(job.symbol)
-            if self._gate is not None and error.status is not None:  # the backend answered
+            if error.status is not None:  # the backend answered
                 self._gate.answered(job.symbol, limited=exchange_quota_reason(error) is not None)
             return self._failed(job, error)
-        if self._gate is not None:
-            self._gate.answered(job.symbol, limited=False)
+        self._gate.answered(job.symbol, limited=False)
         if job.left:
             # Its answer came after the pass left it to the backend (and maybe after the
             # FIN line): the next pass reads what it stored from /api/symbols.
@@ -141,7 +140,7 @@ class SymbolSync:
     def abandon(self, job: Job, halted: str | None) -> SymbolResult:
         """Still queued when the pass stopped: skipped, or failed if it had failed; a
         backfill the exchange budget held back is deferred to the next pass."""
-        if self._gate is not None and job.calls == 0:
+        if job.calls == 0:
             self._gate.unsent(job.symbol)
         if job.error is not None and job.failed_attempts:
             return self._fail(job, job.error, " (reintentos cancelados)")
@@ -160,7 +159,7 @@ class SymbolSync:
         """Why a backfill still queued at the end waits for the next pass; None: it does not."""
         if job.lane is not Lane.BACKFILL:
             return None
-        if self._gate is not None and self._gate.deferring:
+        if self._gate.deferring:
             return self._gate.deferral_note()
         return DEFERRED_AT_BUDGET if job.deferred else None
 

@@ -115,7 +115,7 @@ def status_record(report: PassReport, ident: Identity, now: datetime) -> dict[st
         "job": ident.job,
         "failed_total": len(report.failures),
         "failed_symbols": report.failed_symbols(limit=STATUS_FAILED_LIMIT, error_chars=STATUS_ERROR_LIMIT),
-        # Freshness (issue 9) and the symbols' flags (issue 12), after the fields above.
+        # Freshness and the symbols' flags, after the fields readers already use.
         "stale": totals["stale"],
         "freshness_unknown": totals["freshness_unknown"],
         "max_lag_seconds": totals["max_lag_seconds"],
@@ -123,13 +123,13 @@ def status_record(report: PassReport, ident: Identity, now: datetime) -> dict[st
         "pending_backfill": totals["pending_backfill"],
         "pending_backfill_symbols": report.pending_backfill_symbols[:STATUS_FAILED_LIMIT],
         "held": totals["held"],
-        # Completeness (issue 19): holes the backend will never refill.
+        # Completeness: holes the backend will never refill.
         "symbols_with_gaps": totals["symbols_with_gaps"],
         "missing_minutes": totals["missing_minutes"],
         "gap_symbols": [
             {"symbol": r.symbol, "missing_minutes": r.missing_minutes} for r in report.gaps[:STATUS_FAILED_LIMIT]
         ],
-        "deferred": totals["deferred"],  # issue 18: backfills left to the next pass by the exchange budget
+        "deferred": totals["deferred"],  # backfills left to the next pass by the exchange budget
     }
 
 

@@ -100,7 +100,7 @@ def pass_families(summary: Summary, last_success: float | None) -> list[Metric]:
             t.get("symbols_with_gaps"),
         ),
     ]
-    exchange = summary.get("exchange") or {}  # issue 18: the exchange budget
+    exchange = summary.get("exchange") or {}  # the exchange budget
     families += [
         _gauge("coin_sync_last_pass_deferred_symbols", "Backfills diferidos por el presupuesto", t.get("deferred", 0)),
         _gauge("coin_sync_last_pass_exchange_weight", "Peso del exchange estimado enviado", exchange.get("weight")),

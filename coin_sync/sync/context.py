@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from coin_sync.backend.client import BackendClient
 from coin_sync.backend.errors import BackendError
+from coin_sync.backend.health import wait_until_healthy
 from coin_sync.backend.retry import RetryPolicy
 from coin_sync.clock import Clock
 from coin_sync.config.settings import Settings
@@ -38,3 +39,11 @@ class PassContext:
             error,
             delay,
         )
+
+    def backend_ready(self) -> bool:
+        """Does /health answer healthy within BACKEND_WAIT_SECONDS? If not, one ERROR says why."""
+        wait = self.settings.backend.wait_seconds
+        healthy, why = wait_until_healthy(self.client, wait, self.clock, self.stop, self.log)
+        if not healthy:
+            self.log.error("El backend no está disponible tras %.0f s: %s", wait, why)
+        return healthy

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from coin_sync.backend.health import wait_until_healthy
 from coin_sync.backend.retry import RetriesExhausted, call_with_retries
 from coin_sync.sync.context import PassContext
 from coin_sync.sync.listing import Listing
@@ -27,12 +26,8 @@ def resolve_symbols(ctx: PassContext) -> list[str] | None:
     symbols`); None when the backend's list is unusable. A list that must come from the
     backend is asked for only once /health answers within BACKEND_WAIT_SECONDS, as in a
     pass: a dead backend costs that wait, not every retry of /api/symbols."""
-    if not ctx.settings.sync.symbols:
-        wait = ctx.settings.backend.wait_seconds
-        healthy, why = wait_until_healthy(ctx.client, wait, ctx.clock, ctx.stop, ctx.log)
-        if not healthy:
-            ctx.log.error("El backend no está disponible tras %.0f s: %s", wait, why)
-            return None
+    if not ctx.settings.sync.symbols and not ctx.backend_ready():
+        return None
     plan = resolve_plan(ctx)
     return None if plan is None else plan.symbols
 

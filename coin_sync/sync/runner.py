@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from coin_sync.backend.health import wait_until_healthy
 from coin_sync.backend.wire import ListedSymbol
 from coin_sync.clock import Clock
 from coin_sync.config.settings import Settings
@@ -205,11 +204,8 @@ def judge_completeness(
 
 def _prepare(ctx: PassContext) -> tuple[SymbolPlan, EndReason | None]:
     """Health and symbols; a reason when the pass ends here."""
-    s = ctx.settings
     nothing = SymbolPlan([], None)
-    healthy, why = wait_until_healthy(ctx.client, s.backend.wait_seconds, ctx.clock, ctx.stop, ctx.log)
-    if not healthy:
-        ctx.log.error("El backend no está disponible tras %.0f s: %s", s.backend.wait_seconds, why)
+    if not ctx.backend_ready():
         return nothing, EndReason.BACKEND_UNAVAILABLE
     plan = resolve_plan(ctx)
     if plan is None:
